@@ -1,0 +1,46 @@
+# visual_search — see README.md. `make demo` and `make test` are the two entry points; both
+# run scripts/setup.sh first, which installs what is missing (pinned versions) and is idempotent.
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
+
+.PHONY: all setup build install test unit-test pgrx-test regress demo stop bench-kernels clean
+
+all: build
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	cargo build --release
+
+install: setup
+	bash scripts/install.sh
+
+# Plain unit tests of the pgrx-free parts (kernels, text form, graph algorithm).
+unit-test: setup
+	cargo test --lib -- --skip pg_tests::
+
+# #[pg_test]s inside a pgrx-managed PostgreSQL 15 (as root, the server runs as user postgres).
+pgrx-test: setup
+	mkdir -p $(PGRX_TEST_DIR)
+	if [ "$$(id -u)" = 0 ]; then chown postgres $(PGRX_TEST_DIR); \
+	  cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DIR)/data; \
+	else cargo pgrx test pg15; fi
+
+regress: install
+	bash scripts/regress.sh
+
+test: unit-test pgrx-test regress
+
+demo: install
+	bash scripts/demo.sh
+
+stop:
+	bash scripts/pgcluster.sh stop .demo
+
+bench-kernels: setup
+	cargo bench --bench kernels
+
+clean:
+	cargo clean
+	rm -rf .regress

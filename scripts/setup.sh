@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs everything visual_search needs on Debian 12, offline but for the package registries.
+# Idempotent: each step checks what is already there. Used by `make test`, `make demo` and docker/.
+set -euo pipefail
+
+PGRX_VERSION=0.18.1
+TORCH_VERSION=2.11.0
+CUDART_VERSION=13.0.96
+CUPTI_VERSION=13.0.85
+PG_MAJOR=15
+LIBTORCH=${LIBTORCH:-/opt/visual_search/libtorch-${TORCH_VERSION}}
+WHEELS=${VS_WHEEL_CACHE:-/opt/visual_search/wheels}
+
+log() { printf '[setup] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo
+              dataset-fashion-mnist python3-numpy python3-psycopg2 unzip pkg-config make)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+# Debian's libtorch would shadow ours on pgrx's link line (see README, "Toolchain").
+if dpkg-query -W -f='${Status}' libtorch-dev 2>/dev/null | grep -q 'ok installed'; then
+  echo "libtorch-dev (Debian) is installed and breaks the link against libtorch $TORCH_VERSION; remove it" >&2
+  exit 1
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+  log "cargo install cargo-pgrx $PGRX_VERSION (about 10 minutes, once)"
+  cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --quiet
+fi
+
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+if ! grep -qs "pg$PG_MAJOR *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  log "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+  cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG" >/dev/null
+fi
+
+# A CPU-only libtorch assembled from PyPI's torch wheel (the only registry that ships it). The CUDA
+# libraries are left out on purpose: tch links libtorch_cuda.so and the whole CUDA stack when present.
+if [ ! -f "$LIBTORCH/.complete" ]; then
+  log "assembling libtorch $TORCH_VERSION (CPU) in $LIBTORCH"
+  as_root mkdir -p "$WHEELS" "$LIBTORCH"
+  as_root python3 -m pip download -q --no-deps -d "$WHEELS" "torch==$TORCH_VERSION" \
+    "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION"
+  tmp=$(mktemp -d)
+  unzip -q -o "$WHEELS"/torch-"$TORCH_VERSION"-*.whl 'torch/lib/libtorch_cpu.so' 'torch/lib/libc10.so' \
+    'torch/lib/libgomp*' 'torch/include/*' -d "$tmp"
+  unzip -q -o "$WHEELS"/nvidia_cuda_runtime-"$CUDART_VERSION"-*.whl 'nvidia/cu13/lib/libcudart.so*' -d "$tmp"
+  unzip -q -o "$WHEELS"/nvidia_cuda_cupti-"$CUPTI_VERSION"-*.whl 'nvidia/cu13/lib/libcupti.so*' -d "$tmp"
+  as_root mkdir -p "$LIBTORCH/lib" "$LIBTORCH/include"
+  as_root cp -a "$tmp"/torch/lib/. "$tmp"/nvidia/cu13/lib/. "$LIBTORCH/lib/"
+  as_root cp -a "$tmp"/torch/include/. "$LIBTORCH/include/"
+  as_root ln -sf libtorch_cpu.so "$LIBTORCH/lib/libtorch.so"
+  as_root chmod -R a+rX "$(dirname "$LIBTORCH")"
+  rm -rf "$tmp"
+  as_root touch "$LIBTORCH/.complete"
+fi
+log "ready: cargo-pgrx $PGRX_VERSION, PostgreSQL $PG_MAJOR, libtorch $TORCH_VERSION at $LIBTORCH"

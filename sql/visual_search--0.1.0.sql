@@ -1,0 +1,301 @@
+-- visual_search 0.1.0: install script. Objects are declared by hand (as pgvector does) so that
+-- each version's SQL is reviewable and upgrade scripts can be written against it; the C symbols
+-- are the Rust functions' pgrx wrappers (`<fn>_wrapper`).
+\echo Use "CREATE EXTENSION visual_search" to load this file. \quit
+
+-- Management and diagnostic functions live in their own schema, owned by the extension.
+CREATE SCHEMA visual_search;
+
+
+-------------------------------------------------------------------------------- embedding
+CREATE TYPE embedding;
+
+CREATE FUNCTION embedding_in(cstring, oid, integer) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_out(embedding) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'embedding_out_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'embedding_typmod_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_recv(internal, oid, integer) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_recv_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_send(embedding) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'embedding_send_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE embedding (
+    INPUT = embedding_in,
+    OUTPUT = embedding_out,
+    TYPMOD_IN = embedding_typmod_in,
+    RECEIVE = embedding_recv,
+    SEND = embedding_send,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = int4,
+    STORAGE = external
+);
+
+-- typmod and array casts
+CREATE FUNCTION embedding(embedding, integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_coerce_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(integer[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(real[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(double precision[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(numeric[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_to_float4(embedding, integer, boolean) RETURNS real[]
+    AS 'MODULE_PATHNAME', 'embedding_to_float4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_to_float8(embedding, integer, boolean) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'embedding_to_float8_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_to_int4(embedding, integer, boolean) RETURNS integer[]
+    AS 'MODULE_PATHNAME', 'embedding_to_int4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE CAST (embedding AS embedding) WITH FUNCTION embedding(embedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (integer[] AS embedding) WITH FUNCTION array_to_embedding(integer[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (real[] AS embedding) WITH FUNCTION array_to_embedding(real[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (double precision[] AS embedding) WITH FUNCTION array_to_embedding(double precision[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (numeric[] AS embedding) WITH FUNCTION array_to_embedding(numeric[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (embedding AS real[]) WITH FUNCTION embedding_to_float4(embedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (embedding AS double precision[]) WITH FUNCTION embedding_to_float8(embedding, integer, boolean);
+CREATE CAST (embedding AS integer[]) WITH FUNCTION embedding_to_int4(embedding, integer, boolean);
+
+-- distances and vector functions
+CREATE FUNCTION l2_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_l2_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_l2_squared_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_l2_squared_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION inner_product(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_negative_inner_product(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_negative_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION cosine_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_cosine_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l1_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_l1_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_dims(embedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'embedding_dims_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_norm(embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_norm_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l2_normalize(embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_l2_normalize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION binary_quantize(embedding) RETURNS bit
+    AS 'MODULE_PATHNAME', 'embedding_binary_quantize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION embedding_add(embedding, embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_add_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_sub(embedding, embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_sub_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_mul(embedding, embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_mul_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION embedding_lt(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_lt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_le(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_le_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_eq(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_eq_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_ne(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_ne_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_ge(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_ge_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_gt(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_gt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_cmp(embedding, embedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'embedding_cmp_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- aggregates: avg keeps [count, sums...] in double precision, sum adds in the element type
+CREATE FUNCTION embedding_accum(double precision[], embedding) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'embedding_accum_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_combine(double precision[], double precision[]) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'embedding_combine_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_avg(double precision[]) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_avg_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE avg(embedding) (
+    SFUNC = embedding_accum, STYPE = double precision[], FINALFUNC = embedding_avg,
+    COMBINEFUNC = embedding_combine, INITCOND = '{0}', PARALLEL = SAFE
+);
+CREATE AGGREGATE sum(embedding) (
+    SFUNC = embedding_add, STYPE = embedding, COMBINEFUNC = embedding_add, PARALLEL = SAFE
+);
+
+-- operators
+CREATE OPERATOR <-> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = l2_distance, COMMUTATOR = '<->');
+CREATE OPERATOR <#> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_negative_inner_product, COMMUTATOR = '<#>');
+CREATE OPERATOR <=> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = cosine_distance, COMMUTATOR = '<=>');
+CREATE OPERATOR <+> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = l1_distance, COMMUTATOR = '<+>');
+CREATE OPERATOR + (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_add, COMMUTATOR = +);
+CREATE OPERATOR - (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_sub);
+CREATE OPERATOR * (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_mul, COMMUTATOR = *);
+CREATE OPERATOR < (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_lt, COMMUTATOR = >, NEGATOR = >=,
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR <= (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_le, COMMUTATOR = >=, NEGATOR = >,
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR = (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_eq, COMMUTATOR = =, NEGATOR = <>,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR <> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_ne, COMMUTATOR = <>, NEGATOR = =,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR >= (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_ge, COMMUTATOR = <=, NEGATOR = <,
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR > (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_gt, COMMUTATOR = <, NEGATOR = <=,
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+
+CREATE OPERATOR CLASS embedding_ops DEFAULT FOR TYPE embedding USING btree AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+    FUNCTION 1 embedding_cmp(embedding, embedding);
+
+-------------------------------------------------------------------------------- halfembedding
+CREATE TYPE halfembedding;
+
+CREATE FUNCTION halfembedding_in(cstring, oid, integer) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_out(halfembedding) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'halfembedding_out_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'halfembedding_typmod_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_recv(internal, oid, integer) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_recv_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_send(halfembedding) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'halfembedding_send_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE halfembedding (
+    INPUT = halfembedding_in,
+    OUTPUT = halfembedding_out,
+    TYPMOD_IN = halfembedding_typmod_in,
+    RECEIVE = halfembedding_recv,
+    SEND = halfembedding_send,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = int4,
+    STORAGE = external
+);
+
+-- typmod and array casts
+CREATE FUNCTION halfembedding(halfembedding, integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_coerce_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(integer[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(real[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(double precision[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(numeric[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_float4(halfembedding, integer, boolean) RETURNS real[]
+    AS 'MODULE_PATHNAME', 'halfembedding_to_float4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_float8(halfembedding, integer, boolean) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'halfembedding_to_float8_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_int4(halfembedding, integer, boolean) RETURNS integer[]
+    AS 'MODULE_PATHNAME', 'halfembedding_to_int4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE CAST (halfembedding AS halfembedding) WITH FUNCTION halfembedding(halfembedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (integer[] AS halfembedding) WITH FUNCTION array_to_halfembedding(integer[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (real[] AS halfembedding) WITH FUNCTION array_to_halfembedding(real[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (double precision[] AS halfembedding) WITH FUNCTION array_to_halfembedding(double precision[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (numeric[] AS halfembedding) WITH FUNCTION array_to_halfembedding(numeric[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (halfembedding AS real[]) WITH FUNCTION halfembedding_to_float4(halfembedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (halfembedding AS double precision[]) WITH FUNCTION halfembedding_to_float8(halfembedding, integer, boolean);
+CREATE CAST (halfembedding AS integer[]) WITH FUNCTION halfembedding_to_int4(halfembedding, integer, boolean);
+
+-- distances and vector functions
+CREATE FUNCTION l2_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_l2_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_l2_squared_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_l2_squared_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION inner_product(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_negative_inner_product(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_negative_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION cosine_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_cosine_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l1_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_l1_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_dims(halfembedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'halfembedding_dims_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_norm(halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_norm_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l2_normalize(halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_l2_normalize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION binary_quantize(halfembedding) RETURNS bit
+    AS 'MODULE_PATHNAME', 'halfembedding_binary_quantize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION halfembedding_add(halfembedding, halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_add_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_sub(halfembedding, halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_sub_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_mul(halfembedding, halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_mul_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION halfembedding_lt(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_lt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_le(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_le_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_eq(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_eq_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_ne(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_ne_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_ge(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_ge_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_gt(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_gt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_cmp(halfembedding, halfembedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'halfembedding_cmp_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- aggregates: avg keeps [count, sums...] in double precision, sum adds in the element type
+CREATE FUNCTION halfembedding_accum(double precision[], halfembedding) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'halfembedding_accum_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_combine(double precision[], double precision[]) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'halfembedding_combine_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_avg(double precision[]) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_avg_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE avg(halfembedding) (
+    SFUNC = halfembedding_accum, STYPE = double precision[], FINALFUNC = halfembedding_avg,
+    COMBINEFUNC = halfembedding_combine, INITCOND = '{0}', PARALLEL = SAFE
+);
+CREATE AGGREGATE sum(halfembedding) (
+    SFUNC = halfembedding_add, STYPE = halfembedding, COMBINEFUNC = halfembedding_add, PARALLEL = SAFE
+);
+
+-- operators
+CREATE OPERATOR <-> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = l2_distance, COMMUTATOR = '<->');
+CREATE OPERATOR <#> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_negative_inner_product, COMMUTATOR = '<#>');
+CREATE OPERATOR <=> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = cosine_distance, COMMUTATOR = '<=>');
+CREATE OPERATOR <+> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = l1_distance, COMMUTATOR = '<+>');
+CREATE OPERATOR + (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_add, COMMUTATOR = +);
+CREATE OPERATOR - (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_sub);
+CREATE OPERATOR * (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_mul, COMMUTATOR = *);
+CREATE OPERATOR < (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_lt, COMMUTATOR = >, NEGATOR = >=,
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR <= (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_le, COMMUTATOR = >=, NEGATOR = >,
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR = (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_eq, COMMUTATOR = =, NEGATOR = <>,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR <> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_ne, COMMUTATOR = <>, NEGATOR = =,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR >= (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_ge, COMMUTATOR = <=, NEGATOR = <,
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR > (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_gt, COMMUTATOR = <, NEGATOR = <=,
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+
+CREATE OPERATOR CLASS halfembedding_ops DEFAULT FOR TYPE halfembedding USING btree AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+    FUNCTION 1 halfembedding_cmp(halfembedding, halfembedding);
+
+-------------------------------------------------------------------------------- between the types
+CREATE FUNCTION embedding_to_halfembedding(embedding, integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'embedding_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_embedding(halfembedding, integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'halfembedding_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (embedding AS halfembedding) WITH FUNCTION embedding_to_halfembedding(embedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (halfembedding AS embedding) WITH FUNCTION halfembedding_to_embedding(halfembedding, integer, boolean) AS ASSIGNMENT;
+
+-------------------------------------------------------------------------------- Hamming distance
+CREATE FUNCTION hamming_distance(bit, bit) RETURNS float8
+    AS 'MODULE_PATHNAME', 'bit_hamming_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <~> (LEFTARG = bit, RIGHTARG = bit, FUNCTION = hamming_distance, COMMUTATOR = '<~>');
+
+-------------------------------------------------------------------------------- diagnostics
+CREATE FUNCTION visual_search.torch_smoke() RETURNS float8
+    AS 'MODULE_PATHNAME', 'torch_smoke_wrapper' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION visual_search.torch_info() RETURNS text
+    AS 'MODULE_PATHNAME', 'torch_info_wrapper' LANGUAGE C VOLATILE STRICT;

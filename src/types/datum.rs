@@ -1,0 +1,159 @@
+//! The on-disk form of `embedding` (f32) and `halfembedding` (f16) and its pgrx plumbing.
+//!
+//! Layout, the same as pgvector's `vector`/`halfvec`: varlena header (4 bytes), `dim: u16`,
+//! `unused: u16`, then `dim` elements. No per-element overhead.
+
+use super::error::error;
+use super::kernels::Distance;
+use half::f16;
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
+
+pub const HEADER: usize = 8;
+
+/// An element type a stored vector can hold.
+pub trait Element: Distance + Copy + Default + PartialOrd + std::fmt::Debug {
+    /// SQL type name.
+    const TYPE_NAME: &'static str;
+    const TYPE_IDENT: &'static str;
+    /// Largest finite magnitude.
+    const MAX: f32;
+    fn from_f32(x: f32) -> Self;
+    /// Big-endian bytes for the binary send format.
+    fn write_be(self, out: &mut Vec<u8>);
+    /// Reads one element from a binary message (PostgreSQL's own reader raises on short input).
+    unsafe fn read_msg(buf: pg_sys::StringInfo) -> Self;
+}
+
+impl Element for f32 {
+    const TYPE_NAME: &'static str = "embedding";
+    const TYPE_IDENT: &'static str = "visual_search::embedding";
+    const MAX: f32 = f32::MAX;
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    fn write_be(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+    unsafe fn read_msg(buf: pg_sys::StringInfo) -> Self {
+        unsafe { pg_sys::pq_getmsgfloat4(buf) }
+    }
+}
+
+impl Element for f16 {
+    const TYPE_NAME: &'static str = "halfembedding";
+    const TYPE_IDENT: &'static str = "visual_search::halfembedding";
+    const MAX: f32 = 65504.0;
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+    fn write_be(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_bits().to_be_bytes());
+    }
+    unsafe fn read_msg(buf: pg_sys::StringInfo) -> Self {
+        f16::from_bits(unsafe { pg_sys::pq_getmsgint(buf, 2) } as u16)
+    }
+}
+
+/// A vector argument, detoasted, borrowed for the duration of the call.
+pub struct VecRef<'a, T> {
+    pub data: &'a [T],
+}
+
+impl<T> VecRef<'_, T> {
+    pub fn dim(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// A vector result; copied into a palloc'd varlena when returned.
+pub struct Vector<T>(pub Vec<T>);
+
+impl<'a, T: Element> FromDatum for VecRef<'a, T> {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        if is_null {
+            return None;
+        }
+        unsafe {
+            let mut p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr::<pg_sys::varlena>()) as *const u8;
+            let size = pgrx::varlena::varsize_any(p.cast());
+            // Datums in a tuple are 4-byte aligned by the type's alignment; anything else is copied.
+            if (p as usize) % 4 != 0 {
+                let copy = pg_sys::palloc(size) as *mut u8;
+                std::ptr::copy_nonoverlapping(p, copy, size);
+                p = copy;
+            }
+            let dim = (p.add(4) as *const u16).read() as usize;
+            if size != HEADER + dim * size_of::<T>() {
+                error(ERRCODE_DATA_CORRUPTED, format!("corrupt {} datum: {size} bytes for {dim} dimensions", T::TYPE_NAME));
+            }
+            Some(VecRef { data: std::slice::from_raw_parts(p.add(HEADER) as *const T, dim) })
+        }
+    }
+}
+
+impl<T: Element> Vector<T> {
+    /// Writes the varlena into palloc'd memory of the current memory context.
+    pub fn to_varlena(&self) -> *mut pg_sys::varlena {
+        let size = HEADER + self.0.len() * size_of::<T>();
+        unsafe {
+            let p = pg_sys::palloc0(size) as *mut u8;
+            pgrx::varlena::set_varsize_4b(p.cast(), size as i32);
+            (p.add(4) as *mut u16).write(self.0.len() as u16);
+            std::ptr::copy_nonoverlapping(self.0.as_ptr(), p.add(HEADER) as *mut T, self.0.len());
+            p.cast()
+        }
+    }
+}
+
+impl<T: Element> IntoDatum for Vector<T> {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self.to_varlena()))
+    }
+    fn type_oid() -> pg_sys::Oid {
+        type_oid_of(T::TYPE_NAME)
+    }
+}
+
+/// The OID of one of this extension's types, found through the extension's own schema so that
+/// it works whatever the search_path.
+pub fn type_oid_of(name: &str) -> pg_sys::Oid {
+    let sql = format!(
+        "SELECT t.oid FROM pg_type t JOIN pg_extension e ON t.typnamespace = e.extnamespace \
+         WHERE e.extname = 'visual_search' AND t.typname = '{name}'"
+    );
+    Spi::get_one::<pg_sys::Oid>(&sql).ok().flatten().unwrap_or_else(|| {
+        error(ERRCODE_UNDEFINED_OBJECT, format!("type {name} of extension visual_search not found"))
+    })
+}
+
+unsafe impl<'fcx, T: Element> ArgAbi<'fcx> for VecRef<'fcx, T> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+}
+
+unsafe impl<T: Element> BoxRet for Vector<T> {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        unsafe { fcinfo.return_raw_datum(pg_sys::Datum::from(self.to_varlena())) }
+    }
+}
+
+unsafe impl<'a, T: Element> SqlTranslatable for VecRef<'a, T> {
+    const TYPE_IDENT: &'static str = T::TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::As(T::TYPE_NAME));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> = Ok(ReturnsRef::One(SqlMappingRef::As(T::TYPE_NAME)));
+}
+
+unsafe impl<T: Element> SqlTranslatable for Vector<T> {
+    const TYPE_IDENT: &'static str = T::TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::As(T::TYPE_NAME));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> = Ok(ReturnsRef::One(SqlMappingRef::As(T::TYPE_NAME)));
+}
