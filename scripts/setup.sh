@@ -44,7 +44,8 @@ fi
 
 # A CPU-only libtorch assembled from PyPI's torch wheel (the only registry that ships it). The CUDA
 # libraries are left out on purpose: tch links libtorch_cuda.so and the whole CUDA stack when present.
-if [ ! -f "$LIBTORCH/.complete" ]; then
+# A full torch install (the CUDA build in docker/Dockerfile.cuda, or the device machines') is used as is.
+if [ ! -f "$LIBTORCH/.complete" ] && [ ! -f "$LIBTORCH/lib/libtorch_cuda.so" ]; then
   log "assembling libtorch $TORCH_VERSION (CPU) in $LIBTORCH"
   as_root mkdir -p "$WHEELS" "$LIBTORCH"
   as_root python3 -m pip download -q --no-deps -d "$WHEELS" "torch==$TORCH_VERSION" \

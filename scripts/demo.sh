@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make demo`: a private cluster under .demo/, the Fashion-MNIST catalogue loaded, the psql demos
+# in sql/demo/ run. The cluster keeps running (`make stop` stops it); a second run reuses it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LIMIT=${VS_DEMO_LIMIT:-0}
+bash scripts/pgcluster.sh start .demo >/dev/null
+conninfo=$(cat .demo/conninfo)
+psql_q() { psql "$conninfo" -X -v ON_ERROR_STOP=1 -q "$@"; }
+
+psql_q -c "CREATE EXTENSION IF NOT EXISTS visual_search" 2>/dev/null || true
+psql_q -c "ALTER EXTENSION visual_search UPDATE" >/dev/null 2>&1 || true
+have=0
+if [ "$(psql_q -tA -c "SELECT to_regclass('products') IS NOT NULL")" = t ]; then
+  have=$(psql_q -tA -c "SELECT count(*) FROM products")
+fi
+want=$([ "$LIMIT" = 0 ] && echo 70000 || echo $((2 * LIMIT)))
+if [ "$have" != "$want" ]; then
+  echo "[demo] loading the Fashion-MNIST catalogue ($want products) with COPY ..."
+  psql_q <<'SQL'
+DROP TABLE IF EXISTS products;
+CREATE TABLE products (
+    id       integer PRIMARY KEY,
+    name     text NOT NULL,
+    category text NOT NULL,
+    split    text NOT NULL CHECK (split IN ('train', 'test')),
+    image    bytea NOT NULL,
+    pixels   embedding(784)
+);
+-- 784 floats (3 KB) fit in a page: keeping them inline spares every scan a TOAST fetch per row.
+ALTER TABLE products ALTER COLUMN pixels SET STORAGE PLAIN;
+SQL
+  python3 scripts/fashion_mnist.py --limit "$LIMIT" | psql_q -c "\copy products (id, name, category, split, image, pixels) FROM STDIN"
+  psql_q -c "ANALYZE products"
+else
+  echo "[demo] reusing the loaded catalogue ($have products)"
+fi
+for f in sql/demo/*.sql; do
+  echo; echo "=== $f"
+  psql "$conninfo" -X -v ON_ERROR_STOP=1 -f "$f"
+done
+echo
+echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to .demo/conninfo; 'make stop' stops it)"
