@@ -9,6 +9,32 @@ read -r host port < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conni
 PGXS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")
 schedule=pg_test/schedule
 mkdir -p "$dir/out"
+# Test data where the server (user postgres) can read it, at a fixed path so that error messages
+# in the expected output do not depend on where the checkout is; broken models made from the tiny one.
+data=/tmp/visual_search_regress/data
+rm -rf "$data"; mkdir -p "$data"; cp -r pg_test/data/. "$data/"
+python3 - "$data/models" <<'PY'
+import hashlib, json, os, shutil, sys
+root = sys.argv[1]
+def clone(name):
+    d = os.path.join(root, name); shutil.copytree(os.path.join(root, "tiny-vgg16"), d); return d
+def manifest(d, **weights):
+    p = os.path.join(d, "manifest.json"); m = json.load(open(p)); m["name"] = os.path.basename(d)
+    m["weights"].update(weights); json.dump(m, open(p, "w"))
+d = clone("broken-sha"); manifest(d, sha256="ab" * 32)
+d = clone("broken-missing"); os.remove(os.path.join(d, "weights.safetensors"))
+d = clone("broken-corrupt"); w = os.path.join(d, "weights.safetensors"); b = open(w, "rb").read()[:5000]
+open(w, "wb").write(b); manifest(d, sha256=hashlib.sha256(b).hexdigest())
+d = clone("broken-manifest"); open(os.path.join(d, "manifest.json"), "w").write("{ not json")
+# a PNG whose (valid) header announces 60,000 x 60,000 pixels over a few hundred bytes of data
+import struct, zlib
+png = bytearray(open(os.path.join(root, "..", "images", "sneaker.png"), "rb").read())
+png[16:24] = struct.pack(">II", 60000, 60000)
+png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])) & 0xFFFFFFFF)
+open(os.path.join(root, "..", "images", "bomb.png"), "wb").write(bytes(png))
+PY
+chmod -R a+rX /tmp/visual_search_regress
+export VS_TEST_DATA=$data
 "$PGXS/../test/regress/pg_regress" --inputdir=pg_test --outputdir="$dir/out" \
   --bindir=/usr/lib/postgresql/15/bin --host="$host" --port="$port" --user=postgres \
   --dbname=vs_regress --schedule="$schedule" || { cat "$dir/out/regression.diffs" 2>/dev/null | head -200; exit 1; }

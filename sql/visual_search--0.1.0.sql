@@ -299,3 +299,57 @@ CREATE FUNCTION visual_search.torch_smoke() RETURNS float8
     AS 'MODULE_PATHNAME', 'torch_smoke_wrapper' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION visual_search.torch_info() RETURNS text
     AS 'MODULE_PATHNAME', 'torch_info_wrapper' LANGUAGE C VOLATILE STRICT;
+
+-------------------------------------------------------------------------------- image embeddings
+-- IMMUTABLE is honest for a named model: its manifest pins the weights by sha256. Expensive, so the
+-- planner evaluates it as rarely as it can.
+CREATE FUNCTION image_embed(bytea) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'image_embed_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
+CREATE FUNCTION image_embed(bytea, text) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'image_embed_model_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
+CREATE FUNCTION image_embed(bytea[]) RETURNS embedding[]
+    AS 'MODULE_PATHNAME', 'image_embed_array_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 1000000;
+CREATE FUNCTION image_embed(bytea[], text) RETURNS embedding[]
+    AS 'MODULE_PATHNAME', 'image_embed_array_model_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 1000000;
+
+CREATE FUNCTION visual_search.models()
+    RETURNS TABLE (name text, architecture text, dims integer, pooling text, weights_present boolean, problem text)
+    AS 'MODULE_PATHNAME', 'list_models_wrapper' LANGUAGE C STABLE STRICT;
+
+-- Fills the NULL embeddings of a table from its images, one forward pass per batch, with progress.
+CREATE FUNCTION visual_search.embed_column(tbl regclass, image_col name, embedding_col name,
+                                           batch integer DEFAULT 32, model text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    total bigint;
+    done bigint := 0;
+    n bigint;
+    started timestamptz := clock_timestamp();
+    rate float8;
+BEGIN
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NULL AND %I IS NOT NULL', tbl, embedding_col, image_col)
+        INTO total;
+    LOOP
+        EXECUTE format($q$
+            WITH todo AS (
+                SELECT ctid AS c, %1$I AS img FROM %2$s WHERE %3$I IS NULL AND %1$I IS NOT NULL LIMIT %4$s
+            ), emb AS (
+                SELECT array_agg(c) AS cs,
+                       CASE WHEN %5$L::text IS NULL THEN image_embed(array_agg(img))
+                            ELSE image_embed(array_agg(img), %5$L::text) END AS es
+                FROM todo
+            )
+            UPDATE %2$s t SET %3$I = x.e FROM emb, unnest(emb.cs, emb.es) AS x(c, e) WHERE t.ctid = x.c
+        $q$, image_col, tbl, embedding_col, batch, model);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = 0;
+        done := done + n;
+        rate := done / greatest(extract(epoch FROM clock_timestamp() - started)::float8, 1e-3);
+        RAISE NOTICE 'embed_column: % of % rows, % rows/s, ETA % s',
+            done, total, round(rate::numeric, 1), round(((total - done) / rate)::numeric);
+    END LOOP;
+    RETURN done;
+END $$;

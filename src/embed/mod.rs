@@ -1,3 +1,69 @@
-//! Image → vector on libtorch. For now: the proof that libtorch runs inside a backend.
+//! Image → vector: decode (image crate, limits) → preprocess (manifest) → model (tch) → vector.
+//! Each step is one module; `sql` glues them to SQL. Everything but `sql` is free of pgrx.
 
+pub mod decode;
+pub mod manifest;
+pub mod model;
+pub mod preprocess;
+pub mod sql;
 pub mod torch;
+
+use decode::{decode_rgb, DecodeError, DecodeLimits};
+use manifest::ModelError;
+use model::Model;
+use rayon::prelude::*;
+
+#[derive(Debug)]
+pub enum EmbedError {
+    /// The image at this position of the batch could not be used.
+    Decode(usize, DecodeError),
+    Model(ModelError),
+}
+
+/// A rayon pool whose threads block all signals: PostgreSQL's handlers must run on the backend's
+/// own thread, never on a helper.
+fn pool(threads: usize) -> &'static rayon::ThreadPool {
+    use std::sync::OnceLock;
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("visual_search-decode-{i}"))
+            .start_handler(|_| unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+            })
+            .build()
+            .expect("rayon pool")
+    })
+}
+
+/// Decodes and preprocesses in parallel, then runs one forward pass per group of images of the
+/// same input size (all of them when the manifest crops to a fixed size).
+pub fn embed_images(model: &Model, images: &[&[u8]], lim: &DecodeLimits, threads: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let prep = &model.manifest.input;
+    let inputs: Vec<Result<(Vec<f32>, u32, u32), DecodeError>> = pool(threads).install(|| {
+        images.par_iter().map(|b| decode_rgb(b, lim).map(|img| preprocess::to_input(&img, prep))).collect()
+    });
+    let mut ok = Vec::with_capacity(inputs.len());
+    for (i, r) in inputs.into_iter().enumerate() {
+        ok.push(r.map_err(|e| EmbedError::Decode(i, e))?);
+    }
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; ok.len()];
+    let mut sizes: Vec<(u32, u32)> = ok.iter().map(|(_, h, w)| (*h, *w)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for (h, w) in sizes {
+        let idx: Vec<usize> = (0..ok.len()).filter(|&i| (ok[i].1, ok[i].2) == (h, w)).collect();
+        let batch: Vec<Vec<f32>> = idx.iter().map(|&i| std::mem::take(&mut ok[i].0)).collect();
+        let vecs = model.forward(&batch, h, w).map_err(EmbedError::Model)?;
+        for (i, v) in idx.into_iter().zip(vecs) {
+            out[i] = Some(v);
+        }
+    }
+    Ok(out.into_iter().map(|v| v.expect("every image was embedded")).collect())
+}
+
+#[cfg(test)]
+mod golden_tests;

@@ -73,6 +73,9 @@ impl<T> VecRef<'_, T> {
 /// A vector result; copied into a palloc'd varlena when returned.
 pub struct Vector<T>(pub Vec<T>);
 
+/// An array of vectors (`embedding[]`) to return; `None` elements are NULL.
+pub struct VectorArray<T>(pub Vec<Option<Vec<T>>>);
+
 impl<'a, T: Element> FromDatum for VecRef<'a, T> {
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
         if is_null {
@@ -110,27 +113,6 @@ impl<T: Element> Vector<T> {
     }
 }
 
-impl<T: Element> IntoDatum for Vector<T> {
-    fn into_datum(self) -> Option<pg_sys::Datum> {
-        Some(pg_sys::Datum::from(self.to_varlena()))
-    }
-    fn type_oid() -> pg_sys::Oid {
-        type_oid_of(T::TYPE_NAME)
-    }
-}
-
-/// The OID of one of this extension's types, found through the extension's own schema so that
-/// it works whatever the search_path.
-pub fn type_oid_of(name: &str) -> pg_sys::Oid {
-    let sql = format!(
-        "SELECT t.oid FROM pg_type t JOIN pg_extension e ON t.typnamespace = e.extnamespace \
-         WHERE e.extname = 'visual_search' AND t.typname = '{name}'"
-    );
-    Spi::get_one::<pg_sys::Oid>(&sql).ok().flatten().unwrap_or_else(|| {
-        error(ERRCODE_UNDEFINED_OBJECT, format!("type {name} of extension visual_search not found"))
-    })
-}
-
 unsafe impl<'fcx, T: Element> ArgAbi<'fcx> for VecRef<'fcx, T> {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
@@ -142,6 +124,56 @@ unsafe impl<T: Element> BoxRet for Vector<T> {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
         unsafe { fcinfo.return_raw_datum(pg_sys::Datum::from(self.to_varlena())) }
     }
+}
+
+unsafe impl<T: Element> BoxRet for VectorArray<T> {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        unsafe {
+            // The element type is whatever the SQL declaration returns an array of.
+            let raw = fcinfo.as_mut_ptr();
+            let array_type = pg_sys::get_fn_expr_rettype((*raw).flinfo);
+            let elem = pg_sys::get_element_type(array_type);
+            if elem == pg_sys::InvalidOid {
+                error(ERRCODE_DATATYPE_MISMATCH, "function must be declared to return an array of vectors");
+            }
+            let n = self.0.len();
+            let mut datums: Vec<pg_sys::Datum> = Vec::with_capacity(n);
+            let mut nulls: Vec<bool> = Vec::with_capacity(n);
+            for v in self.0 {
+                match v {
+                    Some(v) => {
+                        datums.push(pg_sys::Datum::from(Vector(v).to_varlena()));
+                        nulls.push(false);
+                    }
+                    None => {
+                        datums.push(pg_sys::Datum::from(0usize));
+                        nulls.push(true);
+                    }
+                }
+            }
+            let mut dims = [n as i32];
+            let mut lbs = [1i32];
+            let arr = pg_sys::construct_md_array(
+                datums.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+                1,
+                dims.as_mut_ptr(),
+                lbs.as_mut_ptr(),
+                elem,
+                -1,
+                false,
+                pg_sys::TYPALIGN_INT as std::ffi::c_char,
+            );
+            fcinfo.return_raw_datum(pg_sys::Datum::from(arr))
+        }
+    }
+}
+
+unsafe impl<T: Element> SqlTranslatable for VectorArray<T> {
+    const TYPE_IDENT: &'static str = T::TYPE_IDENT;
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::As(T::TYPE_NAME));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> = Ok(ReturnsRef::One(SqlMappingRef::As(T::TYPE_NAME)));
 }
 
 unsafe impl<'a, T: Element> SqlTranslatable for VecRef<'a, T> {

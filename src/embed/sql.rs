@@ -1,0 +1,157 @@
+//! SQL entry points of the image → vector path: `image_embed` (one image or an array), the list
+//! of installed models. Models are loaded lazily, once per backend, and cached.
+
+use super::decode::{DecodeError, DecodeLimits};
+use super::manifest::{Manifest, ModelError};
+use super::model::{parse_device, Cache, Model};
+use super::{embed_images, EmbedError};
+use crate::guc;
+use crate::types::datum::Vector;
+use crate::types::error::error;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::{self, *};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Instant;
+
+thread_local! {
+    static MODELS: RefCell<Cache> = RefCell::new(Cache::new());
+}
+
+/// `visual_search.model_dir`, or `<sharedir>/visual_search/models`.
+pub fn model_dir() -> PathBuf {
+    let set = guc::string(&guc::MODEL_DIR, "");
+    if !set.is_empty() {
+        return PathBuf::from(set);
+    }
+    let mut buf = [0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
+    unsafe { pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr()) };
+    let share = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
+    PathBuf::from(share).join("visual_search").join("models")
+}
+
+fn model_error(e: ModelError) -> ! {
+    let code: PgSqlErrorCode = match &e {
+        ModelError::BadName(_) => ERRCODE_INVALID_NAME,
+        ModelError::Unknown { .. } => ERRCODE_UNDEFINED_OBJECT,
+        ModelError::Manifest { .. } => ERRCODE_CONFIG_FILE_ERROR,
+        ModelError::WeightsMissing(_) => ERRCODE_UNDEFINED_FILE,
+        ModelError::WeightsCorrupt { .. } | ModelError::ShaMismatch { .. } => ERRCODE_DATA_CORRUPTED,
+        ModelError::Device(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        ModelError::Torch(_) => ERRCODE_INTERNAL_ERROR,
+    };
+    error(code, e.to_string())
+}
+
+fn decode_error(index: Option<usize>, e: DecodeError) -> ! {
+    let code = match e {
+        DecodeError::TooManyBytes { .. } | DecodeError::TooManyPixels { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        _ => ERRCODE_INVALID_BINARY_REPRESENTATION,
+    };
+    match index {
+        Some(i) => error(code, format!("image {} of the array: {e}", i + 1)),
+        None => error(code, e.to_string()),
+    }
+}
+
+/// The model `name` (or the default model) for the current device settings, loaded on first use.
+pub fn model(name: Option<&str>) -> Rc<Model> {
+    let name = name.map(str::to_string).unwrap_or_else(|| guc::string(&guc::DEFAULT_MODEL, "fashion-vgg16"));
+    let dir = model_dir();
+    let device_setting = guc::string(&guc::DEVICE, "auto");
+    let device = parse_device(&device_setting).unwrap_or_else(|e| model_error(e));
+    let half = guc::HALF_PRECISION.get() && device != tch::Device::Cpu;
+    let key = (dir.to_string_lossy().into_owned(), name.clone(), format!("{device:?}"), half);
+    if let Some(m) = MODELS.with(|c| c.borrow().get(&key).cloned()) {
+        return m;
+    }
+    super::torch::configure_threads();
+    let t = Instant::now();
+    let (manifest, weights) = Manifest::load(&dir, &name).unwrap_or_else(|e| model_error(e));
+    let m = Rc::new(Model::load(manifest, &weights, device, half).unwrap_or_else(|e| model_error(e)));
+    debug1!(
+        "visual_search: loaded model \"{name}\" from {} in {} ms: {} parameters, {:.1} MB on {device:?}{}",
+        weights.display(),
+        t.elapsed().as_millis(),
+        m.parameters,
+        m.bytes as f64 / 1e6,
+        if half { " (half precision)" } else { "" }
+    );
+    MODELS.with(|c| c.borrow_mut().insert(key, m.clone()));
+    m
+}
+
+fn limits() -> DecodeLimits {
+    DecodeLimits { max_bytes: guc::MAX_IMAGE_BYTES.get() as usize, max_pixels: guc::MAX_IMAGE_PIXELS.get() as u64 }
+}
+
+fn embed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> Vec<Vec<f32>> {
+    let m = model(model_name);
+    super::torch::configure_threads();
+    match embed_images(&m, images, &limits(), guc::THREADS.get() as usize) {
+        Ok(v) => v,
+        Err(EmbedError::Decode(i, e)) => decode_error(in_array.then_some(i), e),
+        Err(EmbedError::Model(e)) => model_error(e),
+    }
+}
+
+#[pg_extern(sql = false)]
+fn image_embed(image: &[u8]) -> Vector<f32> {
+    Vector(embed(&[image], None, false).remove(0))
+}
+
+#[pg_extern(sql = false)]
+fn image_embed_model(image: &[u8], model: &str) -> Vector<f32> {
+    Vector(embed(&[image], Some(model), false).remove(0))
+}
+
+/// One forward pass for the whole array; NULL images give NULL vectors.
+fn embed_array(images: Array<&[u8]>, model: Option<&str>) -> crate::types::datum::VectorArray<f32> {
+    let all: Vec<Option<&[u8]>> = images.iter().collect();
+    let present: Vec<&[u8]> = all.iter().flatten().copied().collect();
+    let mut vecs = embed(&present, model, true).into_iter();
+    crate::types::datum::VectorArray(all.iter().map(|x| x.map(|_| vecs.next().expect("one vector per image"))).collect())
+}
+
+#[pg_extern(sql = false)]
+fn image_embed_array(images: Array<&[u8]>) -> crate::types::datum::VectorArray<f32> {
+    embed_array(images, None)
+}
+
+#[pg_extern(sql = false)]
+fn image_embed_array_model(images: Array<&[u8]>, model: &str) -> crate::types::datum::VectorArray<f32> {
+    embed_array(images, Some(model))
+}
+
+/// Installed models: one row per folder of the model directory that holds a manifest.
+#[pg_extern(sql = false)]
+fn list_models() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(architecture, Option<String>),
+        name!(dims, Option<i32>),
+        name!(pooling, Option<String>),
+        name!(weights_present, bool),
+        name!(problem, Option<String>),
+    ),
+> {
+    let dir = model_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().filter(|e| e.path().join("manifest.json").is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    let rows: Vec<_> = names
+        .into_iter()
+        .map(|n| match Manifest::load(&dir, &n) {
+            Ok((m, w)) => {
+                let present = w.is_file();
+                let pooling = format!("{:?}", m.output.pooling).to_lowercase();
+                (n, Some(m.architecture), Some(m.dims as i32), Some(pooling), present, None)
+            }
+            Err(e) => (n, None, None, None, false, Some(e.to_string())),
+        })
+        .collect();
+    TableIterator::new(rows)
+}
