@@ -3,7 +3,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
-.PHONY: all setup build install test unit-test pgrx-test regress demo stop bench-kernels clean
+.PHONY: all setup build install test unit-test pgrx-test regress demo stop bench-kernels bench-embed clean
 
 all: build
 
@@ -41,6 +41,10 @@ stop:
 bench-kernels: setup
 	cargo bench --bench kernels
 
+# Needs torch + torchvision for python3 (pip install torch==2.11.0 torchvision==0.26.0, ~3 GB).
+bench-embed: install
+	python3 bench/embed_bench.py
+
 clean:
 	cargo clean
-	rm -rf .regress
+	rm -rf .regress .bench

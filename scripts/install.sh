@@ -8,4 +8,12 @@ sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -E "$@"; fi; }
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 ext=$("$PG_CONFIG" --sharedir)/extension
 for f in sql/visual_search--*--*.sql; do [ -e "$f" ] && sudo_if install -m 644 "$f" "$ext/"; done
-echo "[install] visual_search installed into $ext"
+# Models: every folder of models/ with a manifest, into <sharedir>/visual_search/models.
+models=$("$PG_CONFIG" --sharedir)/visual_search/models
+sudo_if mkdir -p "$models"
+for m in models/*/manifest.json; do
+  [ -e "$m" ] || continue
+  d=$(dirname "$m"); sudo_if rm -rf "$models/$(basename "$d")"; sudo_if cp -r "$d" "$models/"
+done
+sudo_if chmod -R a+rX "$(dirname "$models")"
+echo "[install] visual_search installed into $ext, models into $models"

@@ -16,7 +16,7 @@ import gzip
 import hashlib
 import json
 import os
-import struct
+import sys
 
 import numpy as np
 import torch
@@ -24,24 +24,13 @@ import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
+from convert_torchvision import write_safetensors  # noqa: E402
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pg_test", "data")
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 WIDTH = 1 / 16
 CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-
-
-def write_safetensors(path, tensors):
-    """The safetensors format: u64 header length, JSON header, raw little-endian data."""
-    header, blobs, offset = {}, [], 0
-    for name, t in sorted(tensors.items()):
-        data = t.detach().contiguous().to(torch.float32).numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def sha256(path):

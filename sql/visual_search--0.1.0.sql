@@ -316,6 +316,10 @@ CREATE FUNCTION visual_search.models()
     RETURNS TABLE (name text, architecture text, dims integer, pooling text, weights_present boolean, problem text)
     AS 'MODULE_PATHNAME', 'list_models_wrapper' LANGUAGE C STABLE STRICT;
 
+CREATE FUNCTION visual_search.embed_profile(images bytea[], model text)
+    RETURNS TABLE (stage text, ms float8)
+    AS 'MODULE_PATHNAME', 'embed_profile_wrapper' LANGUAGE C VOLATILE STRICT;
+
 -- Fills the NULL embeddings of a table from its images, one forward pass per batch, with progress.
 CREATE FUNCTION visual_search.embed_column(tbl regclass, image_col name, embedding_col name,
                                            batch integer DEFAULT 32, model text DEFAULT NULL)

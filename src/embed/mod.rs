@@ -39,30 +39,55 @@ fn pool(threads: usize) -> &'static rayon::ThreadPool {
     })
 }
 
-/// Decodes and preprocesses in parallel, then runs one forward pass per group of images of the
+/// Wall-clock milliseconds of each stage of one call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub decode_ms: f64,
+    pub preprocess_ms: f64,
+    pub forward_ms: f64,
+}
+
+/// Decodes, then preprocesses, in parallel; then runs one forward pass per group of images of the
 /// same input size (all of them when the manifest crops to a fixed size).
-pub fn embed_images(model: &Model, images: &[&[u8]], lim: &DecodeLimits, threads: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+pub fn embed_images_timed(
+    model: &Model,
+    images: &[&[u8]],
+    lim: &DecodeLimits,
+    threads: usize,
+) -> Result<(Vec<Vec<f32>>, Timings), EmbedError> {
     let prep = &model.manifest.input;
-    let inputs: Vec<Result<(Vec<f32>, u32, u32), DecodeError>> = pool(threads).install(|| {
-        images.par_iter().map(|b| decode_rgb(b, lim).map(|img| preprocess::to_input(&img, prep))).collect()
-    });
-    let mut ok = Vec::with_capacity(inputs.len());
-    for (i, r) in inputs.into_iter().enumerate() {
-        ok.push(r.map_err(|e| EmbedError::Decode(i, e))?);
+    let mut t = Timings::default();
+    let clock = std::time::Instant::now();
+    let decoded: Vec<Result<image::RgbImage, DecodeError>> =
+        pool(threads).install(|| images.par_iter().map(|b| decode_rgb(b, lim)).collect());
+    let mut rgb = Vec::with_capacity(decoded.len());
+    for (i, r) in decoded.into_iter().enumerate() {
+        rgb.push(r.map_err(|e| EmbedError::Decode(i, e))?);
     }
-    let mut out: Vec<Option<Vec<f32>>> = vec![None; ok.len()];
-    let mut sizes: Vec<(u32, u32)> = ok.iter().map(|(_, h, w)| (*h, *w)).collect();
+    t.decode_ms = clock.elapsed().as_secs_f64() * 1e3;
+    let clock = std::time::Instant::now();
+    let mut inputs: Vec<(Vec<f32>, u32, u32)> =
+        pool(threads).install(|| rgb.par_iter().map(|img| preprocess::to_input(img, prep)).collect());
+    t.preprocess_ms = clock.elapsed().as_secs_f64() * 1e3;
+    let clock = std::time::Instant::now();
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+    let mut sizes: Vec<(u32, u32)> = inputs.iter().map(|(_, h, w)| (*h, *w)).collect();
     sizes.sort_unstable();
     sizes.dedup();
     for (h, w) in sizes {
-        let idx: Vec<usize> = (0..ok.len()).filter(|&i| (ok[i].1, ok[i].2) == (h, w)).collect();
-        let batch: Vec<Vec<f32>> = idx.iter().map(|&i| std::mem::take(&mut ok[i].0)).collect();
+        let idx: Vec<usize> = (0..inputs.len()).filter(|&i| (inputs[i].1, inputs[i].2) == (h, w)).collect();
+        let batch: Vec<Vec<f32>> = idx.iter().map(|&i| std::mem::take(&mut inputs[i].0)).collect();
         let vecs = model.forward(&batch, h, w).map_err(EmbedError::Model)?;
         for (i, v) in idx.into_iter().zip(vecs) {
             out[i] = Some(v);
         }
     }
-    Ok(out.into_iter().map(|v| v.expect("every image was embedded")).collect())
+    t.forward_ms = clock.elapsed().as_secs_f64() * 1e3;
+    Ok((out.into_iter().map(|v| v.expect("every image was embedded")).collect(), t))
+}
+
+pub fn embed_images(model: &Model, images: &[&[u8]], lim: &DecodeLimits, threads: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    embed_images_timed(model, images, lim, threads).map(|(v, _)| v)
 }
 
 #[cfg(test)]

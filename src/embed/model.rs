@@ -28,7 +28,8 @@ pub fn features(p: &nn::Path, width: f64, batch_norm: bool) -> nn::SequentialT {
             seq = seq.add(nn::batch_norm2d(p / "features" / idx.to_string(), c_out, Default::default()));
             idx += 1;
         }
-        seq = seq.add_fn(|x| x.relu());
+        // In place, as torchvision's ReLU(inplace=True): the conv output is not needed again.
+        seq = seq.add_fn(|x| x.shallow_clone().relu_());
         idx += 1;
         c_in = c_out;
     }
@@ -96,6 +97,16 @@ impl Model {
         if half {
             vs.half();
         }
+        // oneDNN convolves channels-last (NHWC) tensors without reordering them on every call.
+        tch::no_grad(|| {
+            for (_, var) in vs.variables_.lock().unwrap().named_variables.iter_mut() {
+                if var.dim() == 4 {
+                    let nhwc = channels_last(var).map_err(torch)?;
+                    var.set_data(&nhwc);
+                }
+            }
+            Ok::<(), ModelError>(())
+        })?;
         let bytes = parameters * if half { 2 } else { 4 };
         Ok(Model { manifest, device, half, parameters, bytes, _vs: vs, net })
     }
@@ -111,6 +122,7 @@ impl Model {
             let mut x = Tensor::f_from_slice(&flat)
                 .and_then(|t| t.f_view([n, 3, h as i64, w as i64]))
                 .and_then(|t| t.f_to_device(self.device))
+                .and_then(|t| channels_last(&t))
                 .map_err(torch)?;
             if self.half {
                 x = x.f_to_kind(Kind::Half).map_err(torch)?;
@@ -140,6 +152,11 @@ impl Model {
             Ok(out.chunks(dims).map(|c| c.to_vec()).collect())
         })
     }
+}
+
+/// The same tensor laid out channels-last: NCHW shape, NHWC strides.
+fn channels_last(t: &Tensor) -> Result<Tensor, tch::TchError> {
+    t.f_permute([0i64, 2, 3, 1].as_slice())?.f_contiguous()?.f_permute([0i64, 3, 1, 2].as_slice())
 }
 
 /// Models loaded in this process, by (directory, name, device, half).

@@ -4,7 +4,7 @@
 use super::decode::{DecodeError, DecodeLimits};
 use super::manifest::{Manifest, ModelError};
 use super::model::{parse_device, Cache, Model};
-use super::{embed_images, EmbedError};
+use super::{embed_images_timed, EmbedError, Timings};
 use crate::guc;
 use crate::types::datum::Vector;
 use crate::types::error::error;
@@ -87,9 +87,13 @@ fn limits() -> DecodeLimits {
 }
 
 fn embed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> Vec<Vec<f32>> {
+    embed_timed(images, model_name, in_array).0
+}
+
+fn embed_timed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> (Vec<Vec<f32>>, Timings) {
     let m = model(model_name);
     super::torch::configure_threads();
-    match embed_images(&m, images, &limits(), guc::THREADS.get() as usize) {
+    match embed_images_timed(&m, images, &limits(), guc::THREADS.get() as usize) {
         Ok(v) => v,
         Err(EmbedError::Decode(i, e)) => decode_error(in_array.then_some(i), e),
         Err(EmbedError::Model(e)) => model_error(e),
@@ -122,6 +126,23 @@ fn image_embed_array(images: Array<&[u8]>) -> crate::types::datum::VectorArray<f
 #[pg_extern(sql = false)]
 fn image_embed_array_model(images: Array<&[u8]>, model: &str) -> crate::types::datum::VectorArray<f32> {
     embed_array(images, Some(model))
+}
+
+/// Where the time of one batch goes: decode, preprocess, forward (milliseconds, wall clock).
+/// The model is loaded first, so loading is not counted.
+#[pg_extern(sql = false)]
+fn embed_profile(
+    images: Array<&[u8]>,
+    model_name: &str,
+) -> TableIterator<'static, (name!(stage, String), name!(ms, f64))> {
+    let all: Vec<&[u8]> = images.iter().flatten().collect();
+    model(Some(model_name));
+    let (_, t) = embed_timed(&all, Some(model_name), true);
+    TableIterator::new(vec![
+        ("decode".to_string(), t.decode_ms),
+        ("preprocess".to_string(), t.preprocess_ms),
+        ("forward".to_string(), t.forward_ms),
+    ])
 }
 
 /// Installed models: one row per folder of the model directory that holds a manifest.
