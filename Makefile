@@ -3,7 +3,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
-.PHONY: all setup build install test unit-test pgrx-test regress demo stop bench-kernels bench-embed clean
+.PHONY: all setup build install test unit-test pgrx-test regress demo stop bench-kernels bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -40,6 +40,17 @@ stop:
 
 bench-kernels: setup
 	cargo bench --bench kernels
+
+# Retrieval quality of a model through SQL (precision@10 per category on Fashion-MNIST).
+MODEL ?= fashion-vgg16
+QUERIES ?= 2000
+bench-quality: install
+	python3 bench/quality.py --model $(MODEL) --queries $(QUERIES)
+
+# Re-trains the shipped model (about 10 minutes on 2 CPU cores); see models/fashion-vgg16/README.md.
+train-fashion: setup
+	cargo run --release --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist \
+	  --name fashion-vgg16 --width 0.25 --batch-norm --size 32 --epochs 15 --seed 1
 
 # Needs torch + torchvision for python3 (pip install torch==2.11.0 torchvision==0.26.0, ~3 GB).
 bench-embed: install

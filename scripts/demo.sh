@@ -35,9 +35,22 @@ SQL
 else
   echo "[demo] reusing the loaded catalogue ($have products)"
 fi
+# Vectors from the shipped model (visual_search.default_model), in batches, with progress.
+dims=$(psql_q -tA -c "SELECT dims FROM visual_search.models() WHERE name = current_setting('visual_search.default_model')")
+psql_q -c "ALTER TABLE products ADD COLUMN IF NOT EXISTS embedding embedding($dims)"
+todo=$(psql_q -tA -c "SELECT count(*) FROM products WHERE embedding IS NULL")
+if [ "$todo" != 0 ]; then
+  echo "[demo] embedding $todo product photos with image_embed ..."
+  psql "$conninfo" -X -v ON_ERROR_STOP=1 -q -c "SET visual_search.threads = $(nproc)" \
+    -c "SELECT visual_search.embed_column('products', 'image', 'embedding', 1000) AS embedded"
+  psql_q -c "VACUUM ANALYZE products"
+fi
+# A photo for the "search by image file" demo, where the server can read it.
+host=$(sed -E 's/host=([^ ]+).*/\1/' .demo/conninfo)
+cp pg_test/data/images/sneaker.png "$host/query.png" && chmod a+r "$host/query.png"
 for f in sql/demo/*.sql; do
   echo; echo "=== $f"
-  psql "$conninfo" -X -v ON_ERROR_STOP=1 -f "$f"
+  psql "$conninfo" -X -v ON_ERROR_STOP=1 -v query_image="$host/query.png" -f "$f"
 done
 echo
 echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to .demo/conninfo; 'make stop' stops it)"

@@ -33,6 +33,10 @@ png[16:24] = struct.pack(">II", 60000, 60000)
 png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])) & 0xFFFFFFFF)
 open(os.path.join(root, "..", "images", "bomb.png"), "wb").write(bytes(png))
 PY
+# a model written by the train command (a few steps on a few hundred images), for image_embed
+cargo run --release --quiet --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist --limit 300 \
+  --width 0.0625 --batch-norm --epochs 2 --max-steps 10 --no-augment --quiet \
+  --out "$data/models" --name trained-tiny >/dev/null
 chmod -R a+rX /tmp/visual_search_regress
 export VS_TEST_DATA=$data
 "$PGXS/../test/regress/pg_regress" --inputdir=pg_test --outputdir="$dir/out" \

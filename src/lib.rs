@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 pub mod embed;
 pub mod guc;
+pub mod train;
 pub mod types;
 
 ::pgrx::pg_module_magic!(name, version);

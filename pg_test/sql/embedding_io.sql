@@ -1,5 +1,7 @@
 -- Text and binary I/O, typmod, storage of embedding and halfembedding.
-CREATE EXTENSION visual_search;
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS visual_search;
+RESET client_min_messages;
 
 SELECT '[1,2.5,-3]'::embedding;
 SELECT '  [ 1 , 2 ,3 ]  '::embedding;

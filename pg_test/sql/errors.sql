@@ -7,15 +7,8 @@ RESET client_min_messages;
 SELECT '[1,2'::embedding;
 SELECT '[1,2]'::embedding <-> '[1,2,3]';
 
-CREATE FUNCTION pg_temp.outcome(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE q;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
-SELECT q AS statement, pg_temp.outcome(q) FROM (VALUES
+SELECT q AS statement, outcome(q) FROM (VALUES
   -- malformed literals
   ($$SELECT '1,2'::embedding$$),
   ($$SELECT '[1,,2]'::embedding$$),

@@ -69,18 +69,16 @@ RESET client_min_messages;
 SELECT count(*) FILTER (WHERE e IS NULL) AS still_null,
        count(*) FILTER (WHERE e <-> image_embed(img) <= 1e-5 * vector_norm(e)) AS correct FROM catalogue;
 
+-- a model written by the train command loads like any other; its vectors are L2-normalised
+SELECT vector_dims(image_embed(img, 'trained-tiny')) AS dims,
+       round(vector_norm(image_embed(img, 'trained-tiny'))::numeric, 4) AS norm
+FROM imgs WHERE name = 'sneaker.png';
+
 -- hostile input and broken models: an ERROR with a SQLSTATE, never a crash
-CREATE FUNCTION pg_temp.outcome(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE q;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 CREATE TABLE bad AS SELECT
   (SELECT img FROM imgs WHERE name = 'sneaker.png') AS png,
   (SELECT img FROM imgs WHERE name = 'rocket.jpg') AS jpeg;
-SELECT q AS statement, pg_temp.outcome(q) FROM (VALUES
+SELECT q AS statement, outcome(q) FROM (VALUES
   ($$SELECT image_embed(''::bytea)$$),
   ($$SELECT image_embed(decode(repeat('5a17c3', 300), 'hex'))$$),
   ($$SELECT image_embed(convert_to('a photo of a red shoe', 'UTF8'))$$),
@@ -107,6 +105,6 @@ SELECT vector_dims(image_embed(png)) AS still_works FROM bad;
 -- only a superuser may change where models are read from
 CREATE ROLE vs_plain_user;
 SET ROLE vs_plain_user;
-SELECT pg_temp.outcome($$SET visual_search.model_dir = '/tmp'$$);
+SELECT outcome($$SET visual_search.model_dir = '/tmp'$$);
 RESET ROLE;
 DROP ROLE vs_plain_user;

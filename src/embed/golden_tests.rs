@@ -155,3 +155,28 @@ fn broken_models_are_clear_errors() {
     });
     assert!(matches!(e, Err(ModelError::Manifest { .. })));
 }
+
+/// The CUDA path: the same vectors as the CPU (f32), and close in half precision. CI has no GPU:
+/// there this test says so and returns; it runs for real on a machine with one.
+#[test]
+fn cuda_gives_the_cpu_vectors() {
+    if !tch::Cuda::is_available() {
+        eprintln!("SKIP cuda_gives_the_cpu_vectors: libtorch sees no CUDA device on this machine");
+        return;
+    }
+    let (m, w) = Manifest::load(&data().join("models"), "tiny-vgg16").unwrap();
+    let cpu = Model::load(m.clone(), &w, Device::Cpu, false).unwrap();
+    let gpu = Model::load(m.clone(), &w, Device::Cuda(0), false).unwrap();
+    let half = Model::load(m, &w, Device::Cuda(0), true).unwrap();
+    assert_eq!(super::model::parse_device("auto").unwrap(), Device::Cuda(0));
+    let imgs = [image("chelsea.png"), image("rocket.jpg"), image("sneaker.png")];
+    let refs: Vec<&[u8]> = imgs.iter().map(|v| v.as_slice()).collect();
+    let c = super::embed_images(&cpu, &refs, &LIM, 1).unwrap();
+    let g = super::embed_images(&gpu, &refs, &LIM, 1).unwrap();
+    let h = super::embed_images(&half, &refs, &LIM, 1).unwrap();
+    for i in 0..refs.len() {
+        let cref: Vec<f64> = c[i].iter().map(|x| *x as f64).collect();
+        assert!(rel_err(&g[i], &cref) <= 1e-4, "cuda f32: {}", rel_err(&g[i], &cref));
+        assert!(rel_err(&h[i], &cref) <= 2e-2, "cuda f16: {}", rel_err(&h[i], &cref));
+    }
+}

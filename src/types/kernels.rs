@@ -237,6 +237,16 @@ macro_rules! kernel_set {
     }};
 }
 
+fn scalar_kernels<T: Elem>() -> Kernels<T> {
+    Kernels {
+        isa: Isa::Scalar,
+        l2_squared: scalar::l2_squared::<T>,
+        dot: scalar::dot::<T>,
+        l1: scalar::l1::<T>,
+        cosine_parts: scalar::cosine_parts::<T>,
+    }
+}
+
 /// Kernels for `isa`, which must be supported by this CPU (see [`detect`]).
 pub fn f32_kernels_for(isa: Isa) -> Kernels<f32> {
     match isa {
@@ -244,13 +254,7 @@ pub fn f32_kernels_for(isa: Isa) -> Kernels<f32> {
         Isa::Avx512 => kernel_set!(f32, isa, avx512::f32s),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => kernel_set!(f32, isa, avx2::f32s),
-        _ => Kernels {
-            isa: Isa::Scalar,
-            l2_squared: scalar::l2_squared::<f32>,
-            dot: scalar::dot::<f32>,
-            l1: scalar::l1::<f32>,
-            cosine_parts: scalar::cosine_parts::<f32>,
-        },
+        _ => scalar_kernels(),
     }
 }
 
@@ -260,13 +264,7 @@ pub fn f16_kernels_for(isa: Isa) -> Kernels<f16> {
         Isa::Avx512 => kernel_set!(f16, isa, avx512::f16s),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => kernel_set!(f16, isa, avx2::f16s),
-        _ => Kernels {
-            isa: Isa::Scalar,
-            l2_squared: scalar::l2_squared::<f16>,
-            dot: scalar::dot::<f16>,
-            l1: scalar::l1::<f16>,
-            cosine_parts: scalar::cosine_parts::<f16>,
-        },
+        _ => scalar_kernels(),
     }
 }
 
