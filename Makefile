@@ -3,7 +3,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
-.PHONY: all setup build install test unit-test pgrx-test regress demo stop bench-kernels bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install test unit-test pgrx-test regress demo stop demo-test bench-kernels bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -30,7 +30,11 @@ pgrx-test: setup
 regress: install
 	bash scripts/regress.sh
 
-test: unit-test pgrx-test regress
+# The demo end to end on 2,000 products with the shipped model.
+demo-test: install
+	bash scripts/demo_test.sh
+
+test: unit-test pgrx-test regress demo-test
 
 demo: install
 	bash scripts/demo.sh

@@ -3,9 +3,10 @@
 # in sql/demo/ run. The cluster keeps running (`make stop` stops it); a second run reuses it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LIMIT=${VS_DEMO_LIMIT:-0}
-bash scripts/pgcluster.sh start .demo >/dev/null
-conninfo=$(cat .demo/conninfo)
+LIMIT=${VS_DEMO_LIMIT:-0}          # products per split; 0 = the whole catalogue
+DIR=${VS_DEMO_DIR:-.demo}
+bash scripts/pgcluster.sh start "$DIR" >/dev/null
+conninfo=$(cat "$DIR/conninfo")
 psql_q() { psql "$conninfo" -X -v ON_ERROR_STOP=1 -q "$@"; }
 
 psql_q -c "CREATE EXTENSION IF NOT EXISTS visual_search" 2>/dev/null || true
@@ -36,7 +37,8 @@ else
   echo "[demo] reusing the loaded catalogue ($have products)"
 fi
 # Vectors from the shipped model (visual_search.default_model), in batches, with progress.
-dims=$(psql_q -tA -c "SELECT dims FROM visual_search.models() WHERE name = current_setting('visual_search.default_model')")
+dims=$(psql_q -tA -c "LOAD 'visual_search'" \
+  -c "SELECT dims FROM visual_search.models() WHERE name = current_setting('visual_search.default_model')")
 psql_q -c "ALTER TABLE products ADD COLUMN IF NOT EXISTS embedding embedding($dims)"
 todo=$(psql_q -tA -c "SELECT count(*) FROM products WHERE embedding IS NULL")
 if [ "$todo" != 0 ]; then
@@ -46,11 +48,11 @@ if [ "$todo" != 0 ]; then
   psql_q -c "VACUUM ANALYZE products"
 fi
 # A photo for the "search by image file" demo, where the server can read it.
-host=$(sed -E 's/host=([^ ]+).*/\1/' .demo/conninfo)
+host=$(sed -E 's/host=([^ ]+).*/\1/' "$DIR/conninfo")
 cp pg_test/data/images/sneaker.png "$host/query.png" && chmod a+r "$host/query.png"
 for f in sql/demo/*.sql; do
   echo; echo "=== $f"
   psql "$conninfo" -X -v ON_ERROR_STOP=1 -v query_image="$host/query.png" -f "$f"
 done
 echo
-echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to .demo/conninfo; 'make stop' stops it)"
+echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to $DIR/conninfo; 'make stop' stops it)"

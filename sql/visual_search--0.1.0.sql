@@ -316,6 +316,10 @@ CREATE FUNCTION visual_search.models()
     RETURNS TABLE (name text, architecture text, dims integer, pooling text, weights_present boolean, problem text)
     AS 'MODULE_PATHNAME', 'list_models_wrapper' LANGUAGE C STABLE STRICT;
 
+CREATE FUNCTION visual_search.backend_stats()
+    RETURNS TABLE (images_embedded bigint, models_loaded integer)
+    AS 'MODULE_PATHNAME', 'backend_stats_wrapper' LANGUAGE C VOLATILE STRICT;
+
 CREATE FUNCTION visual_search.embed_profile(images bytea[], model text)
     RETURNS TABLE (stage text, ms float8)
     AS 'MODULE_PATHNAME', 'embed_profile_wrapper' LANGUAGE C VOLATILE STRICT;

@@ -69,6 +69,20 @@ RESET client_min_messages;
 SELECT count(*) FILTER (WHERE e IS NULL) AS still_null,
        count(*) FILTER (WHERE e <-> image_embed(img) <= 1e-5 * vector_norm(e)) AS correct FROM catalogue;
 
+-- ORDER BY e <-> image_embed($1) under a generic plan evaluates the call for every row; the call
+-- site keeps its last input and vector, so the network runs once for the query, not 200 times
+CREATE TABLE many AS SELECT g AS id, (SELECT image_embed(img) FROM imgs WHERE name = 'sneaker.png') AS e
+FROM generate_series(1, 200) g;
+PREPARE by_photo(bytea) AS SELECT count(*) FROM (SELECT id FROM many ORDER BY e <-> image_embed($1) LIMIT 5) s;
+SET plan_cache_mode = force_generic_plan;
+SELECT img AS photo FROM imgs WHERE name = 'sneaker.png' \gset
+SELECT images_embedded AS before FROM visual_search.backend_stats() \gset
+EXECUTE by_photo(:'photo');
+SELECT images_embedded - :before AS images_through_the_network FROM visual_search.backend_stats();
+RESET plan_cache_mode;
+-- different images at one call site still get their own vectors
+SELECT count(DISTINCT image_embed(img)) AS distinct_vectors FROM imgs, generate_series(1, 3);
+
 -- a model written by the train command loads like any other; its vectors are L2-normalised
 SELECT vector_dims(image_embed(img, 'trained-tiny')) AS dims,
        round(vector_norm(image_embed(img, 'trained-tiny'))::numeric, 4) AS norm

@@ -9,6 +9,7 @@ use crate::guc;
 use crate::types::datum::Vector;
 use crate::types::error::error;
 use pgrx::prelude::*;
+use pgrx::PgMemoryContexts;
 use pgrx::PgSqlErrorCode::{self, *};
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -17,6 +18,8 @@ use std::time::Instant;
 
 thread_local! {
     static MODELS: RefCell<Cache> = RefCell::new(Cache::new());
+    /// Images that went through the network in this backend.
+    static IMAGES_EMBEDDED: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
 /// `visual_search.model_dir`, or `<sharedir>/visual_search/models`.
@@ -94,20 +97,58 @@ fn embed_timed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> (V
     let m = model(model_name);
     super::torch::configure_threads();
     match embed_images_timed(&m, images, &limits(), guc::THREADS.get() as usize) {
-        Ok(v) => v,
+        Ok(v) => {
+            IMAGES_EMBEDDED.with(|n| n.set(n.get() + images.len() as i64));
+            v
+        }
         Err(EmbedError::Decode(i, e)) => decode_error(in_array.then_some(i), e),
         Err(EmbedError::Model(e)) => model_error(e),
     }
 }
 
-#[pg_extern(sql = false)]
-fn image_embed(image: &[u8]) -> Vector<f32> {
-    Vector(embed(&[image], None, false).remove(0))
+/// The last image a call site embedded, and its vector.
+struct LastCall {
+    model: Option<String>,
+    image: Vec<u8>,
+    vector: Vec<f32>,
+}
+
+/// One image → one vector, remembering the last input of this call site. In
+/// `ORDER BY embedding <-> image_embed($1)` under a generic plan, or with a volatile argument
+/// such as pg_read_binary_file(), PostgreSQL evaluates the call once per row with the same
+/// bytes; comparing bytes is microseconds where running the network is milliseconds.
+fn embed_one(fcinfo: pg_sys::FunctionCallInfo, image: &[u8], model: Option<&str>) -> Vector<f32> {
+    let name = model.map(str::to_string).unwrap_or_else(|| guc::string(&guc::DEFAULT_MODEL, "fashion-vgg16"));
+    let model = Some(name.as_str());
+    unsafe {
+        let flinfo = (*fcinfo).flinfo;
+        let last = (*flinfo).fn_extra as *mut LastCall;
+        if let Some(l) = last.as_ref() {
+            if l.image == image && l.model.as_deref() == model {
+                return Vector(l.vector.clone());
+            }
+        }
+        let vector = embed(&[image], model, false).remove(0);
+        let entry = LastCall { model: model.map(str::to_string), image: image.to_vec(), vector: vector.clone() };
+        match last.as_mut() {
+            Some(l) => *l = entry,
+            None => {
+                (*flinfo).fn_extra =
+                    PgMemoryContexts::For((*flinfo).fn_mcxt).leak_and_drop_on_delete(entry).cast();
+            }
+        }
+        Vector(vector)
+    }
 }
 
 #[pg_extern(sql = false)]
-fn image_embed_model(image: &[u8], model: &str) -> Vector<f32> {
-    Vector(embed(&[image], Some(model), false).remove(0))
+fn image_embed(image: &[u8], fcinfo: pg_sys::FunctionCallInfo) -> Vector<f32> {
+    embed_one(fcinfo, image, None)
+}
+
+#[pg_extern(sql = false)]
+fn image_embed_model(image: &[u8], model: &str, fcinfo: pg_sys::FunctionCallInfo) -> Vector<f32> {
+    embed_one(fcinfo, image, Some(model))
 }
 
 /// One forward pass for the whole array; NULL images give NULL vectors.
@@ -143,6 +184,13 @@ fn embed_profile(
         ("preprocess".to_string(), t.preprocess_ms),
         ("forward".to_string(), t.forward_ms),
     ])
+}
+
+/// What this backend has done: images embedded, models loaded and cached.
+#[pg_extern(sql = false)]
+fn backend_stats() -> TableIterator<'static, (name!(images_embedded, i64), name!(models_loaded, i32))> {
+    let models = MODELS.with(|c| c.borrow().len() as i32);
+    TableIterator::once((IMAGES_EMBEDDED.with(|n| n.get()), models))
 }
 
 /// Installed models: one row per folder of the model directory that holds a manifest.

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The demo end to end on a 2,000-product subset, in a cluster of its own: loads the catalogue,
+# embeds it with the shipped model through embed_column, runs every script in sql/demo/, then
+# checks that a sneaker's ten nearest products are mostly sneakers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=.demo-test
+trap 'bash scripts/pgcluster.sh stop "$dir"' EXIT
+VS_DEMO_DIR=$dir VS_DEMO_LIMIT=1000 bash scripts/demo.sh > "$dir.log" 2>&1 || { tail -50 "$dir.log"; exit 1; }
+sneakers=$(psql "$(cat "$dir/conninfo")" -X -At -c "
+  SELECT count(*) FILTER (WHERE p.category = 'Sneaker') FROM (
+    SELECT category FROM products p WHERE p.split = 'train'
+    ORDER BY p.embedding <-> (SELECT embedding FROM products WHERE id = 60009) LIMIT 10) p")
+scripts=$(grep -c '^=== sql/demo/' "$dir.log")
+echo "demo: $scripts scripts ran on 2,000 products; sneaker 60009's top 10 hold $sneakers sneakers"
+[ "$scripts" = "$(ls sql/demo/*.sql | wc -l)" ] && [ "$sneakers" -ge 8 ]
