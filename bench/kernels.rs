@@ -5,21 +5,7 @@
 use half::f16;
 use std::hint::black_box;
 use std::time::Instant;
-use visual_search::types::kernels::{detect, f16_kernels_for, f32_kernels_for, Isa};
-
-fn data(n: usize, count: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut s = seed;
-    (0..count)
-        .map(|_| {
-            (0..n)
-                .map(|_| {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect()
-        })
-        .collect()
-}
+use visual_search::types::kernels::{detect, f16_kernels_for, f32_kernels_for, random_vectors, Isa};
 
 /// Median over 5 runs of the time per call, each run long enough (~50 ms) to dwarf timer noise.
 fn time_ns<T, R>(set: &[Vec<T>], q: &[T], f: impl Fn(&[T], &[T]) -> R) -> f64 {
@@ -61,8 +47,8 @@ fn main() {
     let mut rows = Vec::new();
     for dims in [784usize, 4096, 25088] {
         // A set small enough to stay in L2 for 784 dims; larger vectors measure memory too.
-        let set = data(dims, 64, dims as u64);
-        let q = data(dims, 1, 7).remove(0);
+        let set = random_vectors(64, dims, dims as u64);
+        let q = random_vectors(1, dims, 7).remove(0);
         let set16: Vec<Vec<f16>> = set.iter().map(|v| v.iter().map(|&x| f16::from_f32(x)).collect()).collect();
         let q16: Vec<f16> = q.iter().map(|&x| f16::from_f32(x)).collect();
         for ty in ["f32", "f16"] {

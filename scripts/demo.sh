@@ -19,6 +19,7 @@ want=$([ "$LIMIT" = 0 ] && echo 70000 || echo $((2 * LIMIT)))
 if [ "$have" != "$want" ]; then
   echo "[demo] loading the Fashion-MNIST catalogue ($want products) with COPY ..."
   psql_q <<'SQL'
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS products;
 CREATE TABLE products (
     id       integer PRIMARY KEY,
@@ -36,17 +37,16 @@ SQL
 else
   echo "[demo] reusing the loaded catalogue ($have products)"
 fi
-# Vectors from the shipped model (visual_search.default_model), in batches, with progress.
+# Vectors from the shipped model (visual_search.default_model): auto-embedding keeps them up to
+# date from now on, after backfilling the catalogue in batches with progress lines.
 dims=$(psql_q -tA -c "LOAD 'visual_search'" \
   -c "SELECT dims FROM visual_search.models() WHERE name = current_setting('visual_search.default_model')")
-psql_q -c "ALTER TABLE products ADD COLUMN IF NOT EXISTS embedding embedding($dims)"
+psql_q -c "SET client_min_messages = warning" -c "ALTER TABLE products ADD COLUMN IF NOT EXISTS embedding embedding($dims)"
 todo=$(psql_q -tA -c "SELECT count(*) FROM products WHERE embedding IS NULL")
-if [ "$todo" != 0 ]; then
-  echo "[demo] embedding $todo product photos with image_embed ..."
-  psql "$conninfo" -X -v ON_ERROR_STOP=1 -q -c "SET visual_search.threads = $(nproc)" \
-    -c "SELECT visual_search.embed_column('products', 'image', 'embedding', 1000) AS embedded"
-  psql_q -c "VACUUM ANALYZE products"
-fi
+[ "$todo" != 0 ] && echo "[demo] embedding $todo product photos with image_embed ..."
+psql "$conninfo" -X -v ON_ERROR_STOP=1 -q -c "SET visual_search.threads = $(nproc)" \
+  -c "SELECT visual_search.enable_auto_embed('products', 'image', 'embedding', batch => 1000) AS embedded"
+[ "$todo" != 0 ] && psql_q -c "VACUUM ANALYZE products"
 # A photo for the "search by image file" demo, where the server can read it.
 host=$(sed -E 's/host=([^ ]+).*/\1/' "$DIR/conninfo")
 cp pg_test/data/images/sneaker.png "$host/query.png" && chmod a+r "$host/query.png"

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.demo-test
+bash scripts/pgcluster.sh destroy "$dir"   # from scratch: a first run, as on a new machine
 trap 'bash scripts/pgcluster.sh stop "$dir"' EXIT
 VS_DEMO_DIR=$dir VS_DEMO_LIMIT=1000 bash scripts/demo.sh > "$dir.log" 2>&1 || { tail -50 "$dir.log"; exit 1; }
 sneakers=$(psql "$(cat "$dir/conninfo")" -X -At -c "
@@ -13,4 +14,4 @@ sneakers=$(psql "$(cat "$dir/conninfo")" -X -At -c "
     ORDER BY p.embedding <-> (SELECT embedding FROM products WHERE id = 60009) LIMIT 10) p")
 scripts=$(grep -c '^=== sql/demo/' "$dir.log")
 echo "demo: $scripts scripts ran on 2,000 products; sneaker 60009's top 10 hold $sneakers sneakers"
-[ "$scripts" = "$(ls sql/demo/*.sql | wc -l)" ] && [ "$sneakers" -ge 8 ]
+[ "$scripts" = "$(ls sql/demo/*.sql | wc -l)" ] && [ "$sneakers" -ge 8 ] && grep -q 'dims_filled_by_trigger' "$dir.log"

@@ -90,6 +90,18 @@ def main():
         with torch.no_grad():
             v = net.features(to_input(crop).unsqueeze(0)).mean(dim=(2, 3))[0]
         golden["images"][fname] = {"crop": crop_name, "size": list(img.size), "vector": [float(x) for x in v]}
+    # The other outputs a manifest can ask for, on Chelsea's crop: global max pool, torchvision's
+    # avgpool(7x7) + flatten (the classifier's input), and the L2-normalised average pool.
+    crop = T.ToTensor()(Image.open(os.path.join(img_dir, "chelsea.crop.png")).convert("RGB"))
+    x = T.Normalize(MEAN, STD)(crop).unsqueeze(0)
+    with torch.no_grad():
+        f = net.features(x)
+        golden["outputs"] = {
+            "image": "chelsea.crop.png",
+            "max": [float(v) for v in f.amax(dim=(2, 3))[0]],
+            "flatten": [float(v) for v in torch.flatten(net.avgpool(f), 1)[0]],
+            "avg_normalized": [float(v) for v in torch.nn.functional.normalize(f.mean(dim=(2, 3)), dim=1)[0]],
+        }
     json.dump(golden, open(os.path.join(ROOT, "golden.json"), "w"), indent=1)
     print("wrote", ROOT)
 

@@ -2,10 +2,11 @@
 # A private PostgreSQL 15 cluster in a folder, on a free local port, touching no system config.
 #   scripts/pgcluster.sh start DIR   → starts (or reuses) it; writes DIR/conninfo
 #   scripts/pgcluster.sh stop DIR
+#   scripts/pgcluster.sh destroy DIR   → stops it and deletes its data
 # As root, the server runs as user postgres (initdb refuses root). The server is started with a
 # clean environment: no LD_LIBRARY_PATH, so the extension must find libtorch by its rpath.
 set -euo pipefail
-cmd=${1:?start|stop}; dir=${2:?cluster folder}
+cmd=${1:?start|stop|destroy}; dir=${2:?cluster folder}
 PGBIN=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
 
 as_owner() {
@@ -44,5 +45,9 @@ stop)
   if [ -f "$data/PG_VERSION" ]; then as_owner "$PGBIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true; fi
   rm -f "$dir/conninfo" "$dir/url"
   ;;
-*) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+destroy)
+  if [ -f "$data/PG_VERSION" ]; then as_owner "$PGBIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true; fi
+  rm -rf "$data" "$dir"
+  ;;
+*) echo "usage: $0 start|stop|destroy DIR" >&2; exit 2 ;;
 esac

@@ -452,7 +452,9 @@ BEGIN
       INTO keys
       FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
      WHERE i.indrelid = tbl AND i.indisprimary;
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', trigger_name, tbl);
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = trigger_name) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+    END IF;
     EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
                    'EXECUTE FUNCTION visual_search.auto_embed_trigger(%L, %L, %L, %L%s)',
                    trigger_name, image_col, tbl, image_col, embedding_col, coalesce(model, ''), on_error,

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 pub mod embed;
 pub mod guc;
+pub mod index;
 pub mod train;
 pub mod types;
 

@@ -83,10 +83,10 @@ RESET plan_cache_mode;
 -- different images at one call site still get their own vectors
 SELECT count(DISTINCT image_embed(img)) AS distinct_vectors FROM imgs, generate_series(1, 3);
 
--- a model written by the train command loads like any other; its vectors are L2-normalised
-SELECT vector_dims(image_embed(img, 'trained-tiny')) AS dims,
-       round(vector_norm(image_embed(img, 'trained-tiny'))::numeric, 4) AS norm
-FROM imgs WHERE name = 'sneaker.png';
+-- models written by the train command (from IDX files, and from the rows of a SQL query) load
+-- like any other; their vectors are L2-normalised
+SELECT m AS model, vector_dims(image_embed(img, m)) AS dims, round(vector_norm(image_embed(img, m))::numeric, 4) AS norm
+FROM imgs, unnest(ARRAY['trained-tiny', 'trained-from-sql']) m WHERE name = 'sneaker.png' ORDER BY m;
 
 -- hostile input and broken models: an ERROR with a SQLSTATE, never a crash
 CREATE TABLE bad AS SELECT

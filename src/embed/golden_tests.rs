@@ -180,3 +180,28 @@ fn cuda_gives_the_cpu_vectors() {
         assert!(rel_err(&h[i], &cref) <= 2e-2, "cuda f16: {}", rel_err(&h[i], &cref));
     }
 }
+
+#[test]
+fn every_output_choice_matches_torchvision() {
+    use super::manifest::Pooling;
+    let g = golden();
+    let out = &g["outputs"];
+    let crop = image(out["image"].as_str().unwrap());
+    let (base, w) = Manifest::load(&data().join("models"), "tiny-vgg16-224").unwrap();
+    for (key, pooling, normalize, dims) in [
+        ("max", Pooling::Max, false, 32),
+        ("flatten", Pooling::Flatten, false, 32 * 49),
+        ("avg_normalized", Pooling::Avg, true, 32),
+    ] {
+        let mut m = base.clone();
+        m.output.pooling = pooling;
+        m.output.normalize = normalize;
+        m.dims = dims;
+        let model = Model::load(m, &w, Device::Cpu, false).unwrap();
+        let ours = super::embed_images(&model, &[&crop], &LIM, 1).unwrap().remove(0);
+        let torch: Vec<f64> = out[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(ours.len(), dims);
+        let err = rel_err(&ours, &torch);
+        assert!(err <= 1e-4, "{key}: relative error {err}");
+    }
+}

@@ -361,4 +361,41 @@ mod tests {
         assert!(!ckpt.with_extension("epoch").exists(), "a finished run removes its checkpoint");
         std::fs::remove_dir_all(&out).ok();
     }
+
+    #[test]
+    fn a_folder_of_category_folders_is_a_catalogue() {
+        let fm = data::fashion_mnist(Path::new("/usr/share/datasets/fashion-mnist"), "train", Some(200)).unwrap();
+        let dir = std::env::temp_dir().join(format!("vs-train-folder-{}", std::process::id()));
+        for (i, (img, &label)) in fm.images.iter().zip(&fm.labels).enumerate() {
+            let class = dir.join(&fm.classes[label as usize].replace('/', "-"));
+            std::fs::create_dir_all(&class).unwrap();
+            img.save(class.join(format!("{i}.png"))).unwrap();
+        }
+        std::fs::write(dir.join("Sneaker").join("notes.txt"), "not an image").unwrap();
+        let cat = data::folder(&dir).unwrap();
+        assert_eq!(cat.images.len(), 200, "every image, and the text file skipped");
+        assert_eq!(cat.classes.len(), 10);
+        let sneaker = cat.classes.iter().position(|c| c == "Sneaker").unwrap() as i64;
+        let want = fm.labels.iter().filter(|&&l| fm.classes[l as usize] == "Sneaker").count();
+        assert_eq!(cat.labels.iter().filter(|&&l| l == sneaker).count(), want);
+        let mut cfg = config(&dir.join("out"));
+        cfg.max_steps = Some(5);
+        assert_eq!(train(&cfg, &cat, None).unwrap().steps, 5);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn fine_tuning_starts_from_existing_weights() {
+        let fm = Path::new("/usr/share/datasets/fashion-mnist");
+        let train_set = data::fashion_mnist(fm, "train", Some(320)).unwrap();
+        let out = std::env::temp_dir().join(format!("vs-train-init-{}", std::process::id()));
+        let first = train(&config(&out), &train_set, None).unwrap();
+        let mut cfg = config(&out);
+        cfg.name = "tuned".into();
+        cfg.init = Some(first.model_dir.join("weights.safetensors"));
+        cfg.max_steps = Some(10);
+        let tuned = train(&cfg, &train_set, None).unwrap();
+        assert!(tuned.first_loss < first.first_loss * 0.8, "{} vs {}", tuned.first_loss, first.first_loss);
+        std::fs::remove_dir_all(&out).ok();
+    }
 }

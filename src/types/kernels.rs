@@ -285,6 +285,21 @@ impl Distance for f16 {
     }
 }
 
+/// Seeded pseudo-random vectors with elements in [-0.5, 0.5), for tests and benchmarks.
+pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            (0..dim)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect()
+        })
+        .collect()
+}
+
 // Safe entry points: lengths are checked here, once, so the kernels can index freely.
 #[inline]
 fn check<T>(a: &[T], b: &[T]) {
