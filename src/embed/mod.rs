@@ -20,14 +20,17 @@ pub enum EmbedError {
     Model(ModelError),
 }
 
-/// A rayon pool whose threads block all signals: PostgreSQL's handlers must run on the backend's
-/// own thread, never on a helper.
+/// A rayon pool of `threads` threads (one per distinct setting, kept for the process's life),
+/// whose threads block all signals: PostgreSQL's handlers must run on the backend's own thread.
 fn pool(threads: usize) -> &'static rayon::ThreadPool {
-    use std::sync::OnceLock;
-    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static POOLS: OnceLock<Mutex<HashMap<usize, &'static rayon::ThreadPool>>> = OnceLock::new();
+    let threads = threads.max(1);
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    pools.entry(threads).or_insert_with(|| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
             .thread_name(|i| format!("visual_search-decode-{i}"))
             .start_handler(|_| unsafe {
                 let mut all: libc::sigset_t = std::mem::zeroed();
@@ -35,7 +38,8 @@ fn pool(threads: usize) -> &'static rayon::ThreadPool {
                 libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
             })
             .build()
-            .expect("rayon pool")
+            .expect("rayon pool");
+        Box::leak(Box::new(pool))
     })
 }
 

@@ -68,6 +68,9 @@ pub struct Graph {
     /// Visited marks by search generation, so a search clears nothing.
     visited: Vec<u32>,
     generation: u32,
+    /// Deleted nodes are still walked through (their edges keep the graph connected) but never
+    /// returned; `repair` then removes them, as VACUUM does for the index.
+    deleted: Vec<bool>,
 }
 
 impl Graph {
@@ -82,6 +85,59 @@ impl Graph {
             rng: params.seed | 1,
             visited: Vec::new(),
             generation: 0,
+            deleted: Vec::new(),
+        }
+    }
+
+    pub fn is_deleted(&self, id: u32) -> bool {
+        self.deleted[id as usize]
+    }
+
+    pub fn mark_deleted(&mut self, id: u32) {
+        self.deleted[id as usize] = true;
+    }
+
+    pub fn live(&self) -> usize {
+        self.deleted.iter().filter(|d| !**d).count()
+    }
+
+    /// Removes deleted nodes from every neighbour list. A live node that lost neighbours gets
+    /// new ones, chosen by the same heuristic among its remaining neighbours and the neighbours
+    /// of the ones it lost (two hops away, where the lost edges led). A deleted entry point is
+    /// replaced by the live node on the highest layer.
+    pub fn repair(&mut self) {
+        for id in 0..self.len() as u32 {
+            if self.is_deleted(id) {
+                continue;
+            }
+            for layer in 0..=self.level(id) {
+                let ns = &self.neighbours[id as usize][layer];
+                if !ns.iter().any(|&n| self.deleted[n as usize]) {
+                    continue;
+                }
+                let mut pool: Vec<u32> = Vec::new();
+                for &n in ns {
+                    if !self.deleted[n as usize] {
+                        pool.push(n);
+                    } else {
+                        pool.extend(self.neighbours[n as usize][layer].iter().copied().filter(|&x| !self.deleted[x as usize] && x != id));
+                    }
+                }
+                pool.sort_unstable();
+                pool.dedup();
+                let v = self.vector(id).to_vec();
+                let mut scored: Vec<Scored> = pool.into_iter().map(|x| Scored(self.dist(&v, x), x)).collect();
+                scored.sort();
+                self.neighbours[id as usize][layer] = self.select(&scored, self.max_neighbours(layer));
+            }
+        }
+        for id in 0..self.len() {
+            if self.deleted[id] {
+                self.neighbours[id].iter_mut().for_each(|l| l.clear());
+            }
+        }
+        if self.entry.is_some_and(|e| self.is_deleted(e)) {
+            self.entry = (0..self.len() as u32).filter(|&i| !self.is_deleted(i)).max_by_key(|&i| (self.level(i), std::cmp::Reverse(i)));
         }
     }
 
@@ -193,6 +249,7 @@ impl Graph {
         let level = self.random_level();
         self.vectors.extend_from_slice(v);
         self.neighbours.push(vec![Vec::new(); level + 1]);
+        self.deleted.push(false);
         let Some(entry) = self.entry else {
             self.entry = Some(id);
             return id;
@@ -227,7 +284,7 @@ impl Graph {
         id
     }
 
-    /// The `k` nearest nodes to `q`, nearest first, searching with a beam of `ef` (≥ k).
+    /// The `k` nearest live nodes to `q`, nearest first, searching with a beam of `ef` (≥ k).
     pub fn search(&mut self, q: &[f32], k: usize, ef: usize) -> Vec<Scored> {
         let Some(entry) = self.entry else { return Vec::new() };
         let mut ep = vec![Scored(self.dist(q, entry), entry)];
@@ -235,6 +292,7 @@ impl Graph {
             ep = self.search_layer(q, &ep, 1, layer);
         }
         let mut found = self.search_layer(q, &ep, ef.max(k), 0);
+        found.retain(|s| !self.deleted[s.1 as usize]);
         found.truncate(k);
         found
     }
@@ -283,6 +341,48 @@ mod tests {
         let r = recall(Metric::L2, &data, &queries, 10, 40);
         eprintln!("Fashion-MNIST 5,000 x 784: recall@10 at ef 40 = {r:.3}");
         assert!(r >= 0.95, "recall {r}");
+    }
+
+    #[test]
+    fn deleted_nodes_are_never_returned_and_repair_keeps_recall() {
+        let data = random(2000, 16, 5);
+        let queries = random(100, 16, 6);
+        let mut g = Graph::new(16, Metric::L2, Params::default());
+        for v in &data {
+            g.insert(v);
+        }
+        // delete every other node, the entry point among them if it is even
+        for id in (0..2000u32).step_by(2) {
+            g.mark_deleted(id);
+        }
+        let live: Vec<u32> = (1..2000u32).step_by(2).collect();
+        let recall = |g: &mut Graph| {
+            let mut hits = 0;
+            for q in &queries {
+                let mut exact: Vec<Scored> = live.iter().map(|&i| Scored(Metric::L2.distance(q, &data[i as usize]), i)).collect();
+                exact.sort();
+                let truth: std::collections::HashSet<u32> = exact[..10].iter().map(|s| s.1).collect();
+                let got = g.search(q, 10, 64);
+                assert!(got.iter().all(|s| !g.is_deleted(s.1)), "a deleted node was returned");
+                hits += got.iter().filter(|s| truth.contains(&s.1)).count();
+            }
+            hits as f64 / (queries.len() * 10) as f64
+        };
+        let before = recall(&mut g);
+        g.repair();
+        let after = recall(&mut g);
+        eprintln!("half deleted: recall@10 {before:.3} before repair, {after:.3} after");
+        assert!(after >= 0.95, "recall after repair {after}");
+        assert_eq!(g.live(), 1000);
+        for id in live {
+            for layer in 0..=g.level(id) {
+                assert!(g.neighbours(id, layer).iter().all(|&n| !g.is_deleted(n)), "edge to a deleted node left");
+            }
+        }
+        assert!(!g.is_deleted(g.entry.unwrap()));
+        // inserting after a repair works as before
+        let id = g.insert(&queries[0]);
+        assert_eq!(g.search(&queries[0], 1, 16)[0].1, id);
     }
 
     #[test]
