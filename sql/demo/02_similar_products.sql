@@ -24,7 +24,7 @@ FROM products p, (SELECT embedding FROM products WHERE id = 60009) q
 WHERE p.category IN ('Sandal', 'Sneaker', 'Ankle boot') AND p.id <> 60009
 ORDER BY p.embedding <-> q.embedding LIMIT 10;
 
-\echo 'how often the top-10 share the query category (200 test queries): learned vectors vs raw pixels'
+\echo 'how often the top-10 share the query category (100 test queries): learned vectors vs raw pixels'
 SELECT round(avg(emb_hit)::numeric, 3) AS precision_at_10_model, round(avg(px_hit)::numeric, 3) AS precision_at_10_pixels
 FROM (SELECT (SELECT count(*) FILTER (WHERE t.category = q.category) / 10.0
               FROM (SELECT category FROM products p WHERE p.split = 'train'
@@ -32,4 +32,4 @@ FROM (SELECT (SELECT count(*) FILTER (WHERE t.category = q.category) / 10.0
              (SELECT count(*) FILTER (WHERE t.category = q.category) / 10.0
               FROM (SELECT category FROM products p WHERE p.split = 'train'
                     ORDER BY p.pixels <-> q.pixels LIMIT 10) t) AS px_hit
-      FROM products q WHERE q.split = 'test' ORDER BY q.id LIMIT 200) s;
+      FROM products q WHERE q.split = 'test' ORDER BY q.id LIMIT 100) s;
