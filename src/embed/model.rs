@@ -9,6 +9,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 
+/// libtorch's default random generator is process-wide and building a network draws from it.
+/// Seeding and building under this lock keeps a seeded initialisation reproducible while other
+/// threads build networks too (tests run in parallel; a server may train beside loading).
+pub static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The convolutional part of VGG16 (torchvision's `vgg16().features`).
 pub fn features(p: &nn::Path, width: f64, batch_norm: bool) -> nn::SequentialT {
     let mut seq = nn::seq_t();
@@ -71,7 +76,10 @@ impl Model {
         let corrupt = |why: String| ModelError::WeightsCorrupt { path: weights.to_path_buf(), why };
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("{e:?}")))?;
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let net = features(&vs.root(), manifest.width, manifest.batch_norm);
+        let net = {
+            let _init = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            features(&vs.root(), manifest.width, manifest.batch_norm)
+        };
         let mut parameters = 0;
         tch::no_grad(|| -> Result<(), ModelError> {
             for (name, var) in vs.variables_.lock().unwrap().named_variables.iter_mut() {

@@ -121,16 +121,19 @@ fn checkpoint_path(cfg: &Config) -> PathBuf {
 /// after every epoch; a run with the same configuration resumes from it.
 pub fn train(cfg: &Config, train_set: &Catalogue, test_set: Option<&Catalogue>) -> Result<Report, String> {
     let started = Instant::now();
-    tch::manual_seed(cfg.seed as i64);
     tch::set_num_threads(cfg.threads);
     let classes = train_set.classes.len() as i64;
     let (x, _, _) = inputs(train_set, &cfg.input);
     let y = Tensor::from_slice(&train_set.labels);
     let test = test_set.map(|t| (inputs(t, &cfg.input).0, Tensor::from_slice(&t.labels)));
     let mut vs = nn::VarStore::new(cfg.device);
-    let net = features(&vs.root(), cfg.width, cfg.batch_norm);
     let channels = crate::embed::manifest::scaled(512, cfg.width);
-    let head = nn::linear(vs.root() / "head", channels, classes, Default::default());
+    let (net, head) = {
+        let _init = crate::embed::model::INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(cfg.seed as i64);
+        let net = features(&vs.root(), cfg.width, cfg.batch_norm);
+        (net, nn::linear(vs.root() / "head", channels, classes, Default::default()))
+    };
     if let Some(init) = &cfg.init {
         let missing = vs.load_partial(init).map_err(|e| format!("{}: {e}", init.display()))?;
         if !cfg.quiet {
