@@ -3,7 +3,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
-.PHONY: all setup build install test unit-test pgrx-test regress demo stop demo-test bench-kernels bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install test unit-test pgrx-test regress index-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -34,13 +34,21 @@ regress: install
 demo-test: install
 	bash scripts/demo_test.sh
 
-test: unit-test pgrx-test regress demo-test
+# vs_hnsw on a real server: recall on Fashion-MNIST, concurrent writers/readers, crash recovery.
+index-test: install
+	bash scripts/index_test.sh
+
+test: unit-test pgrx-test regress index-test demo-test
 
 demo: install
 	bash scripts/demo.sh
 
 stop:
 	bash scripts/pgcluster.sh stop .demo
+
+# vs_hnsw against pgvector's figures with the team's harness (about 10 minutes).
+bench-ann: install
+	bash bench/ann.sh all
 
 bench-kernels: setup
 	cargo bench --bench kernels

@@ -7,7 +7,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -E "$@"; fi; }
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 ext=$("$PG_CONFIG" --sharedir)/extension
-for f in sql/visual_search--*--*.sql; do [ -e "$f" ] && sudo_if install -m 644 "$f" "$ext/"; done
+for f in sql/visual_search--*.sql; do [ -e "$f" ] && sudo_if install -m 644 "$f" "$ext/"; done
 # Models: every folder of models/ with a manifest, into <sharedir>/visual_search/models.
 models=$("$PG_CONFIG" --sharedir)/visual_search/models
 sudo_if mkdir -p "$models"

@@ -14,7 +14,40 @@ pub static HALF_PRECISION: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAX_IMAGE_PIXELS: GucSetting<i32> = GucSetting::<i32>::new(40_000_000);
 pub static MAX_IMAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(50 * 1024 * 1024);
 
+/// vs_hnsw: the beam of a search, and how far an iterative scan may go for filtered queries.
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"vs_hnsw.ef_search",
+        c"Candidates a vs_hnsw index scan keeps: more is slower and finds more of the true nearest rows.",
+        c"",
+        &EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"vs_hnsw.iterative_scan",
+        c"Lets a vs_hnsw scan go on past ef_search when a WHERE clause filters rows out.",
+        c"",
+        &ITERATIVE_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vs_hnsw.max_scan_tuples",
+        c"Most rows an iterative vs_hnsw scan returns before it stops.",
+        c"",
+        &MAX_SCAN_TUPLES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"visual_search.threads",
         c"libtorch intra-op threads per backend.",

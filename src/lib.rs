@@ -2,7 +2,7 @@
 //!
 //! `types` holds the vector types and distance kernels, `embed` the image → vector path on
 //! libtorch, `guc` the settings. The SQL objects are declared by hand in
-//! `sql/visual_search--<version>.sql` (pulled in below), which binds the Rust functions by symbol.
+//! `sql/visual_search--0.1.0.sql` and the upgrade scripts after it (pulled in below), which binds the Rust functions by symbol.
 
 use pgrx::prelude::*;
 
@@ -14,11 +14,14 @@ pub mod types;
 
 ::pgrx::pg_module_magic!(name, version);
 
+// The install script of the current version is the first version's followed by every upgrade.
 pgrx::extension_sql_file!("../sql/visual_search--0.1.0.sql", name = "install_script", bootstrap);
+pgrx::extension_sql_file!("../sql/visual_search--0.1.0--0.2.0.sql", name = "upgrade_0_2_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    index::am::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

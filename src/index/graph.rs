@@ -18,6 +18,14 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// `distance`, or any value above `bound` when the distance is above it.
+    pub fn distance_bounded(self, a: &[f32], b: &[f32], bound: f32) -> f32 {
+        match self {
+            Metric::L2 => kernels::l2_squared_bounded(a, b, bound),
+            _ => self.distance(a, b),
+        }
+    }
+
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
             Metric::L2 => kernels::l2_squared(a, b),
@@ -43,16 +51,154 @@ impl Default for Params {
 
 /// A candidate: distance and node, ordered by distance (ties by node, for determinism).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Scored(pub f32, pub u32);
-impl Eq for Scored {}
-impl PartialOrd for Scored {
+pub struct Scored<I = u32>(pub f32, pub I);
+impl<I: Ord> Eq for Scored<I> {}
+impl<I: Ord> PartialOrd for Scored<I> {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Scored {
+impl<I: Ord> Ord for Scored<I> {
     fn cmp(&self, o: &Self) -> Ordering {
         self.0.total_cmp(&o.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// What a beam search needs from a graph's storage: the in-memory `Graph` during a build, index
+/// pages in shared buffers for inserts and scans.
+pub trait Walk {
+    type Id: Copy + Ord;
+    /// Marks `id` visited; false when it already was.
+    fn first_visit(&mut self, id: Self::Id) -> bool;
+    /// Appends the neighbours of `id` on `layer` to `out`.
+    fn neighbours(&mut self, id: Self::Id, layer: usize, out: &mut Vec<Self::Id>);
+    /// Distance from the query to `id`; None when the node is gone (freed by VACUUM). Any value
+    /// above `bound` may be returned for a node farther than `bound`: it will not be kept.
+    fn distance(&mut self, id: Self::Id, bound: f32) -> Option<f32>;
+    /// A hint that the distances to `ids` come next (to start loading them).
+    fn prefetch(&mut self, _ids: &[Self::Id]) {}
+}
+
+/// Beam search on one layer from `entry` points; returns up to `ef` nearest, nearest first.
+pub fn beam<W: Walk>(w: &mut W, entry: &[Scored<W::Id>], ef: usize, layer: usize) -> Vec<Scored<W::Id>> {
+    let mut candidates: BinaryHeap<std::cmp::Reverse<Scored<W::Id>>> = BinaryHeap::new();
+    let mut best: BinaryHeap<Scored<W::Id>> = BinaryHeap::new();
+    for &e in entry {
+        w.first_visit(e.1);
+        candidates.push(std::cmp::Reverse(e));
+        best.push(e);
+    }
+    while best.len() > ef {
+        best.pop();
+    }
+    let mut ns = Vec::new();
+    while let Some(std::cmp::Reverse(c)) = candidates.pop() {
+        if best.len() >= ef && c.0 > best.peek().map_or(f32::INFINITY, |b| b.0) {
+            break;
+        }
+        ns.clear();
+        w.neighbours(c.1, layer, &mut ns);
+        ns.retain(|&n| w.first_visit(n));
+        w.prefetch(&ns);
+        for &n in &ns {
+            let bound = if best.len() >= ef { best.peek().map_or(f32::INFINITY, |b| b.0) } else { f32::INFINITY };
+            let Some(d) = w.distance(n, bound) else { continue };
+            if best.len() < ef || d < best.peek().map_or(f32::INFINITY, |b| b.0) {
+                candidates.push(std::cmp::Reverse(Scored(d, n)));
+                best.push(Scored(d, n));
+                if best.len() > ef {
+                    best.pop();
+                }
+            }
+        }
+    }
+    best.into_sorted_vec()
+}
+
+/// The heuristic of the HNSW paper: take candidates (sorted, nearest first), keeping one only if
+/// it is closer to the new node than to every neighbour already kept; fill up with the rest.
+pub fn select<I: Copy + Ord>(candidates: &[Scored<I>], max: usize, dist: impl Fn(I, I) -> f32) -> Vec<Scored<I>> {
+    let mut kept: Vec<Scored<I>> = Vec::with_capacity(max);
+    let mut pruned = Vec::new();
+    for &c in candidates {
+        if kept.len() >= max {
+            break;
+        }
+        let diverse = kept.iter().all(|k| dist(c.1, k.1) > c.0);
+        if diverse { kept.push(c) } else { pruned.push(c) }
+    }
+    for c in pruned {
+        if kept.len() >= max {
+            break;
+        }
+        kept.push(c);
+    }
+    kept
+}
+
+/// A level drawn from the exponential distribution with scale 1/ln(m), from a xorshift state.
+pub fn random_level(rng: &mut u64, m: usize) -> usize {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let u = ((*rng >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let ml = 1.0 / (m.max(2) as f64).ln();
+    ((-u.ln() * ml) as usize).min(max_level(m))
+}
+
+/// The highest level a node gets: at most 16, and low enough that its neighbour lists (12 bytes
+/// an edge in the index) stay within half a page even for a large m.
+pub fn max_level(m: usize) -> usize {
+    let (layer0, above) = (4 + 2 * m * 12, 4 + m * 12);
+    (4000usize.saturating_sub(layer0) / above).min(16)
+}
+
+/// Neighbours a node keeps on `layer`: 2m on layer 0, m above.
+pub fn capacity(layer: usize, m: usize) -> usize {
+    if layer == 0 { 2 * m } else { m }
+}
+
+/// The in-memory graph seen from one query.
+struct InMemory<'a> {
+    graph: &'a Graph,
+    q: &'a [f32],
+    visited: &'a mut Visited,
+}
+
+impl Walk for InMemory<'_> {
+    type Id = u32;
+    fn first_visit(&mut self, id: u32) -> bool {
+        self.visited.first(id)
+    }
+    fn neighbours(&mut self, id: u32, layer: usize, out: &mut Vec<u32>) {
+        out.extend_from_slice(&self.graph.neighbours[id as usize][layer]);
+    }
+    fn distance(&mut self, id: u32, bound: f32) -> Option<f32> {
+        Some(self.graph.metric.distance_bounded(self.q, self.graph.vector(id), bound))
+    }
+}
+
+/// Visited marks by search generation, so a search clears nothing.
+#[derive(Default)]
+struct Visited {
+    marks: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    fn start(&mut self, n: usize) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.marks.iter_mut().for_each(|v| *v = 0);
+            self.generation = 1;
+        }
+        self.marks.resize(n, 0);
+    }
+    fn first(&mut self, id: u32) -> bool {
+        let m = &mut self.marks[id as usize];
+        let first = *m != self.generation;
+        *m = self.generation;
+        first
     }
 }
 
@@ -65,9 +211,7 @@ pub struct Graph {
     neighbours: Vec<Vec<Vec<u32>>>,
     entry: Option<u32>,
     rng: u64,
-    /// Visited marks by search generation, so a search clears nothing.
-    visited: Vec<u32>,
-    generation: u32,
+    visited: Visited,
     /// Deleted nodes are still walked through (their edges keep the graph connected) but never
     /// returned; `repair` then removes them, as VACUUM does for the index.
     deleted: Vec<bool>,
@@ -83,8 +227,7 @@ impl Graph {
             neighbours: Vec::new(),
             entry: None,
             rng: params.seed | 1,
-            visited: Vec::new(),
-            generation: 0,
+            visited: Visited::default(),
             deleted: Vec::new(),
         }
     }
@@ -162,84 +305,31 @@ impl Graph {
     }
 
     fn max_neighbours(&self, layer: usize) -> usize {
-        if layer == 0 { 2 * self.params.m } else { self.params.m }
+        capacity(layer, self.params.m)
     }
 
-    /// A level drawn from the exponential distribution with scale 1/ln(m).
     fn random_level(&mut self) -> usize {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let u = ((self.rng >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let ml = 1.0 / (self.params.m.max(2) as f64).ln();
-        ((-u.ln() * ml) as usize).min(16)
+        random_level(&mut self.rng, self.params.m)
+    }
+
+    pub fn entry(&self) -> Option<u32> {
+        self.entry
     }
 
     fn dist(&self, q: &[f32], id: u32) -> f32 {
         self.metric.distance(q, self.vector(id))
     }
 
-    /// Beam search on one layer from `entry` points; returns up to `ef` nearest, nearest first.
     fn search_layer(&mut self, q: &[f32], entry: &[Scored], ef: usize, layer: usize) -> Vec<Scored> {
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.visited.iter_mut().for_each(|v| *v = 0);
-            self.generation = 1;
-        }
-        self.visited.resize(self.len(), 0);
-        let generation = self.generation;
-        let mut candidates: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::new();
-        let mut best: BinaryHeap<Scored> = BinaryHeap::new();
-        for &e in entry {
-            self.visited[e.1 as usize] = generation;
-            candidates.push(std::cmp::Reverse(e));
-            best.push(e);
-        }
-        while best.len() > ef {
-            best.pop();
-        }
-        while let Some(std::cmp::Reverse(c)) = candidates.pop() {
-            if best.len() >= ef && c.0 > best.peek().map_or(f32::INFINITY, |b| b.0) {
-                break;
-            }
-            for i in 0..self.neighbours[c.1 as usize][layer].len() {
-                let n = self.neighbours[c.1 as usize][layer][i];
-                if self.visited[n as usize] == generation {
-                    continue;
-                }
-                self.visited[n as usize] = generation;
-                let d = self.dist(q, n);
-                if best.len() < ef || d < best.peek().map_or(f32::INFINITY, |b| b.0) {
-                    candidates.push(std::cmp::Reverse(Scored(d, n)));
-                    best.push(Scored(d, n));
-                    if best.len() > ef {
-                        best.pop();
-                    }
-                }
-            }
-        }
-        best.into_sorted_vec()
+        let mut visited = std::mem::take(&mut self.visited);
+        visited.start(self.len());
+        let found = beam(&mut InMemory { graph: self, q, visited: &mut visited }, entry, ef, layer);
+        self.visited = visited;
+        found
     }
 
-    /// The heuristic of the HNSW paper: take candidates nearest first, keeping one only if it is
-    /// closer to the new node than to every neighbour already kept; fill up with the rest.
     fn select(&self, candidates: &[Scored], max: usize) -> Vec<u32> {
-        let mut kept: Vec<Scored> = Vec::with_capacity(max);
-        let mut pruned = Vec::new();
-        for &c in candidates {
-            if kept.len() >= max {
-                break;
-            }
-            let diverse = kept.iter().all(|k| self.metric.distance(self.vector(c.1), self.vector(k.1)) > c.0);
-            if diverse { kept.push(c) } else { pruned.push(c) }
-        }
-        for c in pruned {
-            if kept.len() >= max {
-                break;
-            }
-            kept.push(c);
-        }
-        kept.into_iter().map(|s| s.1).collect()
+        select(candidates, max, |a, b| self.metric.distance(self.vector(a), self.vector(b))).into_iter().map(|s| s.1).collect()
     }
 
     /// Adds a vector; returns its node id.
@@ -265,14 +355,10 @@ impl Graph {
             let chosen = self.select(&found, max);
             for &n in &chosen {
                 self.neighbours[n as usize][layer].push(id);
-                if self.neighbours[n as usize][layer].len() > max {
-                    let nv = self.vector(n).to_vec();
-                    let mut scored: Vec<Scored> = self.neighbours[n as usize][layer]
-                        .iter()
-                        .map(|&x| Scored(self.dist(&nv, x), x))
-                        .collect();
-                    scored.sort();
-                    self.neighbours[n as usize][layer] = self.select(&scored, max);
+                // Lists may run over by a quarter before the heuristic prunes them: one
+                // pruning (~500 distances) per few edges instead of one per edge.
+                if self.neighbours[n as usize][layer].len() > max + max / 4 {
+                    self.prune(n, layer, max);
                 }
             }
             self.neighbours[id as usize][layer] = chosen;
@@ -282,6 +368,26 @@ impl Graph {
             self.entry = Some(id);
         }
         id
+    }
+
+    /// Cuts a node's list on `layer` down to `max` with the selection heuristic.
+    fn prune(&mut self, n: u32, layer: usize, max: usize) {
+        let nv = self.vector(n);
+        let mut scored: Vec<Scored> = self.neighbours[n as usize][layer].iter().map(|&x| Scored(self.metric.distance(nv, self.vector(x)), x)).collect();
+        scored.sort();
+        self.neighbours[n as usize][layer] = self.select(&scored, max);
+    }
+
+    /// Prunes the lists that ran over (see `insert`); done before the graph is written out.
+    pub fn finish(&mut self) {
+        for n in 0..self.len() as u32 {
+            for layer in 0..=self.level(n) {
+                let max = self.max_neighbours(layer);
+                if self.neighbours[n as usize][layer].len() > max {
+                    self.prune(n, layer, max);
+                }
+            }
+        }
     }
 
     /// The `k` nearest live nodes to `q`, nearest first, searching with a beam of `ef` (≥ k).
@@ -392,6 +498,7 @@ mod tests {
         for v in &data {
             g.insert(v);
         }
+        g.finish();
         for id in 0..g.len() as u32 {
             for layer in 0..=g.level(id) {
                 let ns = g.neighbours(id, layer);

@@ -332,9 +332,108 @@ pub fn cosine_distance<T: Distance>(a: &[T], b: &[T]) -> f64 {
     1.0 - sim.clamp(-1.0, 1.0)
 }
 
+/// Elements per block of the bounded and mixed kernels: 512 bytes of f32, a few cache lines.
+const BLOCK: usize = 128;
+
+/// Squared L2 that may stop once the partial sum passes `bound`: then any value above `bound`
+/// is returned. Index searches reject most candidates, and stop reading them half way.
+pub fn l2_squared_bounded<T: Distance>(a: &[T], b: &[T], bound: f32) -> f32 {
+    check(a, b);
+    if bound == f32::INFINITY || a.len() <= 2 * BLOCK {
+        return l2_squared(a, b);
+    }
+    let mut s = 0.0;
+    for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        s += l2_squared(x, y);
+        if s > bound {
+            break;
+        }
+    }
+    s
+}
+
+/// `l2_squared_bounded` (or `dot` when `ip`) between f32 and f16 vectors.
+pub fn mixed_bounded(a: &[f32], b: &[f16], ip: bool, bound: f32) -> f32 {
+    assert_eq!(a.len(), b.len(), "kernel called on vectors of different lengths");
+    #[cfg(target_arch = "x86_64")]
+    if f32::kernels().isa == Isa::Avx512 {
+        return unsafe { mixed_avx512(a, b, ip, bound) };
+    }
+    use half::slice::HalfFloatSliceExt;
+    let mut buf = [0f32; BLOCK];
+    let mut s = 0.0;
+    for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let w = &mut buf[..y.len()];
+        y.convert_to_f32_slice(w);
+        if ip {
+            s += dot(x, w);
+        } else {
+            s += l2_squared(x, w);
+            if s > bound {
+                break;
+            }
+        }
+    }
+    s
+}
+
+/// Widens 16 halves per step in registers; checks the bound every BLOCK elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn mixed_avx512(a: &[f32], b: &[f16], ip: bool, bound: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr() as *const u16);
+    let mut acc = _mm512_setzero_ps();
+    let mut i = 0;
+    unsafe {
+        while i + 16 <= n {
+            let x = _mm512_loadu_ps(pa.add(i));
+            let y = _mm512_cvtph_ps(_mm256_loadu_si256(pb.add(i) as *const __m256i));
+            if ip {
+                acc = _mm512_fmadd_ps(x, y, acc);
+            } else {
+                let d = _mm512_sub_ps(x, y);
+                acc = _mm512_fmadd_ps(d, d, acc);
+            }
+            i += 16;
+            if !ip && i % BLOCK == 0 && i < n {
+                let s = _mm512_reduce_add_ps(acc);
+                if s > bound {
+                    return s;
+                }
+            }
+        }
+    }
+    let mut s = _mm512_reduce_add_ps(acc);
+    for j in i..n {
+        let (x, y) = (a[j], b[j].to_f32());
+        s += if ip { x * y } else { (x - y) * (x - y) };
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_and_mixed_kernels_agree_with_the_plain_ones() {
+        for n in [1, 15, 16, 127, 128, 129, 300, 784, 2000] {
+            let v = random_vectors(2, n, n as u64);
+            let (a, b) = (&v[0], &v[1]);
+            let bh: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+            let bw: Vec<f32> = bh.iter().map(|x| x.to_f32()).collect();
+            let full = l2_squared(a, b);
+            assert_eq!(l2_squared_bounded(a, b, f32::INFINITY), full);
+            assert!((l2_squared_bounded(a, b, full * 2.0) - full).abs() <= 1e-4 * full.max(1.0));
+            assert!(l2_squared_bounded(a, b, full / 4.0) > full / 4.0, "a bounded result above the bound stays above it");
+            let (l2w, dotw) = (l2_squared(a, &bw), dot(a, &bw));
+            assert!((mixed_bounded(a, &bh, false, f32::INFINITY) - l2w).abs() <= 1e-4 * l2w.max(1.0), "n={n}");
+            assert!((mixed_bounded(a, &bh, true, f32::INFINITY) - dotw).abs() <= 1e-4 * dotw.abs().max(1.0), "n={n}");
+            assert!(mixed_bounded(a, &bh, false, l2w / 4.0) > l2w / 4.0);
+        }
+    }
 
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

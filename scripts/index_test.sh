@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# vs_hnsw against a real server, beyond pg_regress: recall on Fashion-MNIST, concurrent writers
+# and readers, and a SIGKILL of the whole server during inserts followed by WAL recovery.
+# Part of `make test`; prints "index_test: N passed, 0 failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=/tmp/visual_search_index_test
+bash scripts/pgcluster.sh destroy "$dir"
+bash scripts/pgcluster.sh start "$dir" >/dev/null
+conn=$(cat "$dir/conninfo")
+passed=0
+q() { psql "$conn" -X -qAt -v ON_ERROR_STOP=1 "$@"; }
+check() { # name, expected, actual
+  if [ "$2" = "$3" ]; then echo "index_test: ok: $1"; passed=$((passed + 1)); else echo "index_test: FAIL: $1: expected $2, got $3"; exit 1; fi
+}
+
+q -c "CREATE EXTENSION visual_search"
+q -c "CREATE TABLE products (id int, name text, category text, split text, image bytea, pixels text)"
+python3 scripts/fashion_mnist.py --limit 10000 | q -c "\copy products FROM STDIN"
+q -c "CREATE TABLE fm AS SELECT id, pixels::embedding(784) AS v FROM products WHERE split = 'train'" \
+  -c "CREATE TABLE fm_test AS SELECT id, pixels::embedding(784) AS v FROM products WHERE split = 'test' ORDER BY id LIMIT 100" \
+  -c "DROP TABLE products" -c "ANALYZE"
+
+# 1. Recall@10 at ef_search 40 against exact results: 10,000 images, 100 test queries.
+q -c "CREATE INDEX fm_v ON fm USING vs_hnsw (v embedding_l2_ops)"
+recall=$(q -c "SET enable_seqscan = off" -c "
+  SELECT round(avg(hits) / 10, 3) FROM (
+    SELECT (SELECT count(*) FROM (SELECT id FROM fm ORDER BY v <-> t.v LIMIT 10) a
+            WHERE a.id IN (SELECT id FROM fm ORDER BY (v <-> t.v) + 0 LIMIT 10)) AS hits
+    FROM fm_test t) s")
+echo "index_test: recall@10 at ef_search 40 on 10,000 Fashion-MNIST images: $recall"
+check "the approximate side used the index" 1 "$(q -c "SET enable_seqscan = off" -c "EXPLAIN (COSTS OFF) SELECT id FROM fm ORDER BY v <-> (SELECT v FROM fm_test LIMIT 1) LIMIT 10" | grep -c "Index Scan using fm_v")"
+check "recall@10 >= 0.95" t "$(q -c "SELECT $recall >= 0.95")"
+
+# 2. Concurrent writers and readers: 4 writers insert 300 rows each (one per transaction)
+#    while 2 readers search; afterwards no row is lost or doubled.
+q -c "CREATE TABLE cw (id int PRIMARY KEY, v embedding(784))" \
+  -c "CREATE INDEX cw_v ON cw USING vs_hnsw (v embedding_l2_ops)"
+pids=()
+for w in 0 1 2 3; do
+  q -c "DO \$\$ BEGIN FOR i IN 0..299 LOOP
+          INSERT INTO cw SELECT $w * 10000 + i, v FROM fm WHERE id = ($w * 300 + i); COMMIT; END LOOP; END \$\$" &
+  pids+=($!)
+done
+for r in 0 1; do
+  q -c "SET enable_seqscan = off" -c "DO \$\$ DECLARE n int; BEGIN FOR i IN 1..300 LOOP
+          PERFORM id FROM cw ORDER BY v <-> (SELECT v FROM fm_test WHERE id = 60000 + i % 100) LIMIT 10; END LOOP; END \$\$" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+check "all concurrent inserts committed" 1200 "$(q -c "SELECT count(*) FROM cw")"
+# The index holds each row exactly once (as amcheck's heapallindexed), and a search reaches
+# nearly all of them (HNSW pruning may orphan a few; more than 1 % would be a bug).
+same_rows() { # table index
+  q -c "SELECT (SELECT count(*) FROM unnest(visual_search.vs_hnsw_heap_tids('$2')) t) = (SELECT count(*) FROM $1)
+            AND NOT EXISTS (SELECT ctid::text FROM $1 EXCEPT SELECT unnest(visual_search.vs_hnsw_heap_tids('$2')))"
+}
+check "every row in the index exactly once" t "$(same_rows cw cw_v)"
+check "searches reach all but <= 1 % of the rows" t "$(q -c "SELECT visual_search.vs_hnsw_unreachable('cw_v') <= 12")"
+
+# 3. Crash: SIGKILL every server process while a writer inserts, restart (WAL recovery), then
+#    the index must agree with a sequential scan and take new rows.
+q -c "CREATE TABLE crash (id int PRIMARY KEY, v embedding(784))" \
+  -c "CREATE INDEX crash_v ON crash USING vs_hnsw (v embedding_l2_ops)" -c "CHECKPOINT"
+q -c "DO \$\$ BEGIN FOR i IN 0..9999 LOOP INSERT INTO crash SELECT id, v FROM fm WHERE id = i; COMMIT; END LOOP; END \$\$" >/dev/null 2>&1 &
+writer=$!
+sleep 4
+data=$(psql "$conn" -X -qAt -c "SHOW data_directory")
+pm=$(head -1 "$data/postmaster.pid")
+kill -KILL "$pm" $(pgrep -P "$pm") 2>/dev/null || true
+wait "$writer" || true
+sleep 1
+rm -f "$data/postmaster.pid"
+bash scripts/pgcluster.sh start "$dir" >/dev/null
+conn=$(cat "$dir/conninfo")
+grep -q "database system was interrupted\|was not properly shut down" "$(dirname "$data")/server.log" && echo "index_test: the server went through crash recovery"
+rows=$(q -c "SELECT count(*) FROM crash")
+echo "index_test: $rows rows committed before the kill"
+check "rows survived the crash" t "$(q -c "SELECT $rows > 0")"
+# The insert in flight may have left an element for a row that never committed: VACUUM
+# removes it, as it would any dead row.
+q -c "VACUUM crash"
+check "after recovery and VACUUM the index holds exactly the committed rows" t "$(same_rows crash crash_v)"
+check "after recovery searches reach all but <= 1 % of the rows" t "$(q -c "SELECT visual_search.vs_hnsw_unreachable('crash_v') <= $rows / 100")"
+found=$(q -c "SET enable_seqscan = off" -c "SELECT count(*) FROM crash c WHERE id % 10 = 0 AND (SELECT c2.v <-> c.v FROM crash c2 ORDER BY c2.v <-> c.v LIMIT 1) = 0")
+echo "index_test: after recovery $found of $(q -c "SELECT count(*) FROM crash WHERE id % 10 = 0") sampled rows find themselves first"
+q -c "INSERT INTO crash SELECT id + 100000, v FROM fm_test"
+check "inserts go on after recovery" "60000" "$(q -c "SET enable_seqscan = off" -c "SELECT id - 100000 FROM crash ORDER BY v <-> (SELECT v FROM fm_test WHERE id = 60000) LIMIT 1")"
+
+bash scripts/pgcluster.sh destroy "$dir"
+echo "index_test: $passed passed, 0 failed"

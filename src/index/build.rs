@@ -1,0 +1,240 @@
+//! CREATE INDEX: the heap's vectors go into an in-memory `graph::Graph` while it fits in
+//! maintenance_work_mem; the graph is then written out page by page (one full-page WAL record
+//! per page), and whatever rows remain are inserted on disk as ordinary inserts do.
+
+use super::am::{self, encode, prepare, PHASE_LOAD, PHASE_WRITE};
+use super::graph::{Graph, Params};
+use super::page::{self, add_item, init_meta, item_room, page_capacity, Meta, META_BLOCK};
+use super::tuple::{self, Id};
+use crate::types::datum::Element;
+use half::f16;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+struct State<T> {
+    index: pg_sys::Relation,
+    meta: Meta,
+    /// None until the first vector (whose length sets the dimension) and after the flush.
+    graph: Option<Graph>,
+    params: Params,
+    in_memory: bool,
+    heap_tids: Vec<[u8; 6]>,
+    limit: usize,
+    tuples: f64,
+    _t: std::marker::PhantomData<T>,
+}
+
+/// Bytes an in-memory node takes: its vector, its edges, and the vectors' bookkeeping.
+fn node_bytes(dim: usize, m: usize) -> usize {
+    dim * 4 + 2 * m * 4 + 96
+}
+
+pub unsafe fn heap_tid_bytes(tid: pg_sys::ItemPointer) -> [u8; 6] {
+    unsafe { std::ptr::read_unaligned(tid as *const [u8; 6]) }
+}
+
+unsafe extern "C-unwind" fn callback<T: Element>(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    unsafe {
+        let st = &mut *(state as *mut State<T>);
+        let Some(v) = prepare::<T>(*values, *isnull, &st.meta) else { return };
+        if st.meta.dim == 0 {
+            st.meta.dim = v.len() as u32;
+        }
+        let tid = heap_tid_bytes(tid);
+        st.tuples += 1.0;
+        if st.in_memory && st.graph.is_none() {
+            st.graph = Some(Graph::new(v.len(), am::graph_metric(st.meta.metric), st.params));
+        }
+        if st.graph.as_ref().is_some_and(|g| g.len() * node_bytes(v.len(), st.meta.m as usize) >= st.limit) {
+            pgrx::notice!("vs_hnsw graph no longer fits in maintenance_work_mem after {} tuples; going on with slower on-disk inserts", st.heap_tids.len());
+            flush::<T>(st);
+        }
+        match st.graph.as_mut() {
+            Some(g) => {
+                let f: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
+                g.insert(&f);
+                st.heap_tids.push(tid);
+            }
+            None => super::insert::insert::<T>(st.index, tid, &v),
+        }
+        if (st.tuples as u64) % 1000 == 0 {
+            pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE as i32, st.tuples as i64);
+        }
+    }
+}
+
+/// Writes the in-memory graph to pages 1.. and the meta page, logs them as full pages, and drops
+/// the graph.
+unsafe fn flush<T: Element>(st: &mut State<T>) {
+    let mut graph = st.graph.take().unwrap_or_else(|| Graph::new(st.meta.dim as usize, am::graph_metric(st.meta.metric), st.params));
+    graph.finish();
+    st.in_memory = false;
+    let m = st.meta.m as usize;
+    let esize = std::mem::size_of::<T>();
+    unsafe {
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE);
+        // Lay out: elements in insertion order, lists in a tuple of their own when too big.
+        let cap = page_capacity();
+        let (mut block, mut used, mut count) = (META_BLOCK + 1, 0usize, 0u16);
+        let mut place = |len: usize| -> Id {
+            if used + item_room(len) > cap {
+                block += 1;
+                used = 0;
+                count = 0;
+            }
+            used += item_room(len);
+            count += 1;
+            tuple::id(block, count)
+        };
+        let n = graph.len();
+        let mut ids: Vec<Id> = Vec::with_capacity(n);
+        let mut lists_at: Vec<Option<Id>> = Vec::with_capacity(n);
+        for i in 0..n as u32 {
+            let level = graph.level(i);
+            let exact = esize == 4 && graph.vector(i).iter().all(|&x| f16::from_f32(x).to_f32() == x);
+            let vbytes = graph.dim * if exact { 2 } else { esize };
+            let inline = tuple::HEADER + tuple::lists_size(level, m) + vbytes;
+            if item_room(inline) <= cap {
+                ids.push(place(inline));
+                lists_at.push(None);
+            } else {
+                lists_at.push(Some(place(tuple::LISTS_HEADER + tuple::lists_size(level, m))));
+                ids.push(place(tuple::HEADER + vbytes));
+            }
+        }
+        // Write, page by page, the tuples in the order they were placed.
+        let mut items: Vec<(Id, Vec<u8>)> = Vec::with_capacity(n * 2);
+        for i in 0..n as u32 {
+            let level = graph.level(i);
+            let mut lists = vec![0u8; tuple::lists_size(level, m)];
+            for layer in 0..=level {
+                let ns: Vec<(Id, f32)> =
+                    graph.neighbours(i, layer).iter().map(|&x| (ids[x as usize], graph.metric.distance(graph.vector(i), graph.vector(x)))).collect();
+                tuple::set_neighbours(&mut lists, level, m, layer, &ns);
+            }
+            let v: Vec<T> = graph.vector(i).iter().map(|&x| T::from_f32(x)).collect();
+            let (bytes, packed) = encode(&v);
+            let mut t = tuple::element(st.heap_tids[i as usize], level, m, &bytes, lists_at[i as usize]);
+            if packed {
+                tuple::set_packed(&mut t);
+            }
+            match lists_at[i as usize] {
+                None => tuple::inline_lists_mut(&mut t, m).copy_from_slice(&lists),
+                Some(loc) => items.push((loc, tuple::lists_tuple(&lists))),
+            }
+            items.push((ids[i as usize], t));
+        }
+        items.sort_by_key(|(id, _)| *id);
+        let mut k = 0;
+        while k < items.len() {
+            let blk = tuple::block_of(items[k].0);
+            let b = page::Locked::extend(st.index);
+            if b.block() != blk {
+                am::corrupt(st.index, "pages were added while it was being built");
+            }
+            pg_sys::PageInit(b.page(), pg_sys::BLCKSZ as usize, 0);
+            while k < items.len() && tuple::block_of(items[k].0) == blk {
+                let off = add_item(b.page(), &items[k].1).unwrap_or_else(|| am::too_big(items[k].1.len()));
+                debug_assert_eq!(off, tuple::offset_of(items[k].0));
+                k += 1;
+            }
+            pg_sys::MarkBufferDirty(b.buf);
+        }
+        let last = items.last().map_or(META_BLOCK, |(id, _)| tuple::block_of(*id));
+        if let Some(e) = graph.entry() {
+            st.meta.entry = ids[e as usize];
+            st.meta.entry_level = graph.level(e) as u32;
+        }
+        st.meta.last_block = last;
+        {
+            let b = page::Locked::read(st.index, META_BLOCK, true);
+            init_meta(b.page(), &st.meta);
+            pg_sys::MarkBufferDirty(b.buf);
+        }
+        if (*(*st.index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
+            pg_sys::log_newpage_range(st.index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, last + 1, true);
+        }
+        st.heap_tids = Vec::new();
+    }
+}
+
+/// The meta page of an index on this relation's column, from its options, opclass and typmod.
+unsafe fn new_meta(index: pg_sys::Relation) -> Meta {
+    unsafe {
+        let (m, ef) = am::options(index);
+        let (metric, kind) = am::metric_and_kind(index);
+        let typmod = (*(*(*index).rd_att).attrs.as_ptr()).atttypmod;
+        let dim = typmod.max(0) as usize;
+        if kind == 0 { am::check_dim::<f32>(dim, 0) } else { am::check_dim::<f16>(dim, 0) }
+        Meta::new(dim as u32, m, ef, metric, kind)
+    }
+}
+
+unsafe fn build<T: Element>(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> f64 {
+    unsafe {
+        let meta = new_meta(index);
+        {
+            // The meta page first, so block numbers of elements start at 1.
+            let b = page::Locked::extend(index);
+            init_meta(b.page(), &meta);
+            pg_sys::MarkBufferDirty(b.buf);
+        }
+        let params = Params { m: meta.m as usize, ef_construction: meta.ef_construction as usize, seed: 0x5eed };
+        let mut st = State::<T> {
+            index,
+            meta,
+            graph: None,
+            params,
+            in_memory: true,
+            heap_tids: Vec::new(),
+            limit: pg_sys::maintenance_work_mem as usize * 1024,
+            tuples: 0.0,
+            _t: std::marker::PhantomData,
+        };
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_LOAD);
+        let total = (*(*heap).rd_rel).reltuples.max(0.0) as i64;
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL as i32, total);
+        pg_sys::table_index_build_scan(heap, index, info, true, true, Some(callback::<T>), &mut st as *mut State<T> as *mut _, std::ptr::null_mut());
+        if st.in_memory {
+            flush::<T>(&mut st);
+        }
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE as i32, st.tuples as i64);
+        st.tuples
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuild(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> *mut pg_sys::IndexBuildResult {
+    unsafe {
+        if pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) != 0 {
+            error!("index \"{}\" already contains data", std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy());
+        }
+        let (_, kind) = am::metric_and_kind(index);
+        let tuples = if kind == 0 { build::<f32>(heap, index, info) } else { build::<f16>(heap, index, info) };
+        let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
+        (*r).heap_tuples = tuples;
+        (*r).index_tuples = tuples;
+        r
+    }
+}
+
+/// The init fork of an unlogged index: an empty meta page.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    unsafe {
+        let meta = new_meta(index);
+        let buf = pg_sys::ReadBufferExtended(index, pg_sys::ForkNumber::INIT_FORKNUM, pg_sys::InvalidBlockNumber, pg_sys::ReadBufferMode::RBM_NORMAL, std::ptr::null_mut());
+        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        let x = page::Xlog::start(index);
+        init_meta(x.register(buf, true), &meta);
+        x.finish();
+        pg_sys::UnlockReleaseBuffer(buf);
+    }
+}

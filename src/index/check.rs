@@ -1,0 +1,71 @@
+//! Integrity checks for tests and for users who doubt an index (as amcheck does for B-trees):
+//! which heap rows the index holds, and how many of them a search can reach from the entry.
+
+use super::page::{read_meta, NO_ENTRY};
+use super::search::{with_element, Pages};
+use super::vacuum::{blocks, elements_on};
+use half::f16;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+unsafe fn open(index: pg_sys::Oid) -> pg_sys::Relation {
+    unsafe {
+        let rel = pg_sys::index_open(index, pg_sys::AccessShareLock as i32);
+        if (*(*rel).rd_rel).relam != pg_sys::get_index_am_oid(c"vs_hnsw".as_ptr(), false) {
+            pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
+            crate::types::error::error(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "not a vs_hnsw index");
+        }
+        rel
+    }
+}
+
+fn tid_text(t: [u8; 6]) -> String {
+    let h = |i: usize| u16::from_ne_bytes([t[i], t[i + 1]]) as u32;
+    format!("({},{})", h(0) << 16 | h(2), h(4))
+}
+
+/// The heap TIDs of the live elements, as `ctid::text`, in page order.
+#[pg_extern(sql = false)]
+fn vs_hnsw_heap_tids(index: pg_sys::Oid) -> Vec<String> {
+    unsafe {
+        let rel = open(index);
+        let mut out = Vec::new();
+        for blk in 1..blocks(rel) {
+            for id in elements_on(rel, blk) {
+                if let Some(Some(t)) = with_element(rel, id, |e| (!e.deleted()).then(|| e.heap_tid())) {
+                    out.push(tid_text(t));
+                }
+            }
+        }
+        pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
+        out
+    }
+}
+
+/// Live elements a beam wider than the index finds from the entry point.
+unsafe fn reachable<T: crate::types::datum::Element>(rel: pg_sys::Relation, meta: super::page::Meta, q: &[T], ef: usize) -> i64 {
+    let mut w = Pages::new(rel, meta, q);
+    let found = w.search(0, 0, ef).pop().unwrap_or_default();
+    found.iter().filter(|s| !w.deleted.contains(&s.1)).count() as i64
+}
+
+/// Live elements that a search from the entry point cannot reach on layer 0 (HNSW does not
+/// promise every node stays reachable as edges are pruned; this says how many did not).
+#[pg_extern(sql = false)]
+fn vs_hnsw_unreachable(index: pg_sys::Oid) -> i64 {
+    unsafe {
+        let rel = open(index);
+        let meta = read_meta(rel);
+        let mut live = 0i64;
+        for blk in 1..blocks(rel) {
+            live += elements_on(rel, blk).into_iter().filter(|&id| with_element(rel, id, |e| !e.deleted()).unwrap_or(false)).count() as i64;
+        }
+        let reached = match (meta.entry == NO_ENTRY, meta.kind) {
+            (true, _) => 0,
+            (false, 0) => reachable(rel, meta, &vec![0f32; meta.dim as usize], live as usize + 1),
+            (false, _) => reachable(rel, meta, &vec![f16::ZERO; meta.dim as usize], live as usize + 1),
+        };
+        pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
+        live - reached
+    }
+}

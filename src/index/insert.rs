@@ -1,0 +1,226 @@
+//! INSERT into an indexed table: search the pages for the new element's neighbours, store the
+//! element, then add the reverse edges one neighbour at a time. Each step changes one page under
+//! its exclusive lock with its own WAL record, so readers and other writers go on beside it; a
+//! crash between steps leaves an element with fewer incoming edges, never a broken page.
+
+use super::am::{self, distance, encode, prepare};
+use super::graph::{capacity, random_level, select, Scored};
+use super::page::{self, item, item_room, page_capacity, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
+use super::search::{vector_of, with_element, Pages};
+use super::tuple::{self, block_of, offset_of, Element, Id};
+use crate::types::datum::Element as Elem;
+use half::f16;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::Cell;
+use std::collections::HashMap;
+
+thread_local! {
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+fn level_for(m: usize) -> usize {
+    RNG.with(|r| {
+        let mut s = r.get();
+        if s == 0 {
+            s = (unsafe { pg_sys::MyProcPid } as u64) << 32 ^ unsafe { pg_sys::GetCurrentTimestamp() } as u64 | 1;
+        }
+        let level = random_level(&mut s, m);
+        r.set(s);
+        level
+    })
+}
+
+/// Changes the neighbour list of `from` on `layer` under an exclusive lock, WAL-logged when `f`
+/// says it changed something; false when the element is gone, deleted or not on that layer.
+unsafe fn with_list(index: pg_sys::Relation, m: usize, from: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
+    unsafe {
+        let b = Locked::read(index, block_of(from), true);
+        let Some(t) = item(b.page(), offset_of(from)) else { return false };
+        let e = Element(t);
+        let level = e.level();
+        if layer > level || e.deleted() {
+            return false;
+        }
+        let (b, at) = match e.separate() {
+            None => (b, from),
+            Some(loc) => {
+                drop(b);
+                (Locked::read(index, block_of(loc), true), loc)
+            }
+        };
+        let x = Xlog::start(index);
+        let page = x.register(b.buf, false);
+        let Some(t) = item(page, offset_of(at)) else {
+            x.abort();
+            return false;
+        };
+        let lists = if at == from { tuple::inline_lists_mut(t, m) } else { tuple::lists_body(t) };
+        let changed = f(lists, level);
+        if changed { x.finish() } else { x.abort() }
+        changed
+    }
+}
+
+/// Adds the edge `from` → `to` (at distance `d`, `to_vector` being `to`'s vector) on `layer`.
+/// A full list is cut back to three quarters by the selection heuristic, so the heuristic runs
+/// once per several edges, and a node in a sparse direction keeps its incoming edges (replacing
+/// the farthest edge instead left about 2 % of the nodes unreachable). With `force` the edge
+/// replaces the farthest one. Returns whether the edge is in the list.
+unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, layer: usize, to: Id, d: f32, to_vector: &[T], force: bool) -> bool {
+    let m = meta.m as usize;
+    let cap = capacity(layer, m);
+    unsafe {
+        for _ in 0..3 {
+            let mut seen: Vec<(Id, f32)> = Vec::new();
+            let done = with_list(index, m, from, layer, |lists, level| {
+                seen = tuple::neighbours(lists, level, m, layer).collect();
+                if force || seen.len() < cap {
+                    return tuple::add_neighbour(lists, level, m, layer, to, d, true);
+                }
+                false
+            });
+            if done || seen.len() < cap || seen.iter().any(|s| s.0 == to) {
+                return done || seen.iter().any(|s| s.0 == to);
+            }
+            // Full: choose the kept edges with no lock held (the vectors are on other pages).
+            let mut cands: Vec<Scored<Id>> = seen.iter().map(|&(n, dn)| Scored(dn, n)).collect();
+            cands.push(Scored(d, to));
+            cands.sort();
+            let mut vectors: HashMap<Id, Vec<T>> = HashMap::new();
+            vectors.insert(to, to_vector.to_vec());
+            for c in &cands {
+                if c.1 != to {
+                    vectors.insert(c.1, with_element(index, c.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
+                }
+            }
+            let dist = |a: Id, b: Id| {
+                let (va, vb) = (&vectors[&a], &vectors[&b]);
+                if va.len() == vb.len() { distance(meta.metric, va, vb) } else { f32::INFINITY }
+            };
+            let kept: Vec<(Id, f32)> = select(&cands, cap - cap / 4, dist).into_iter().map(|s| (s.1, s.0)).collect();
+            let keeps_new = kept.iter().any(|k| k.0 == to);
+            let written = with_list(index, m, from, layer, |lists, level| {
+                let now: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer).collect();
+                if now != seen {
+                    return false;
+                }
+                tuple::set_neighbours(lists, level, m, layer, &kept);
+                true
+            });
+            if written {
+                return keeps_new;
+            }
+        }
+        false
+    }
+}
+
+pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T]) {
+    unsafe {
+        pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ShareLock as i32);
+        let mut lock = pg_sys::ShareLock as i32;
+        let mut meta = read_meta(index);
+        let m = meta.m as usize;
+        let level = level_for(m);
+        if meta.entry == NO_ENTRY || level > meta.entry_level as usize {
+            // This element may become the entry point: no other insert may decide that at once.
+            pg_sys::UnlockPage(index, UPDATE_LOCK, lock);
+            lock = pg_sys::ExclusiveLock as i32;
+            pg_sys::LockPage(index, UPDATE_LOCK, lock);
+            meta = read_meta(index);
+        }
+        if meta.dim == 0 {
+            page::update_meta(index, |mm| mm.dim = v.len() as u32);
+            meta.dim = v.len() as u32;
+        }
+        am::check_dim::<T>(v.len(), meta.dim as usize);
+
+        let mut chosen: Vec<Vec<(Id, f32)>> = vec![Vec::new(); level + 1];
+        if meta.entry != NO_ENTRY {
+            let mut w = Pages::new(index, meta, v);
+            let layers = w.search(level, 0, meta.ef_construction as usize);
+            let top = level.min(meta.entry_level as usize);
+            let mut vectors: HashMap<Id, Vec<T>> = HashMap::new();
+            for (i, found) in layers.iter().enumerate() {
+                let layer = top - i;
+                let live: Vec<Scored<Id>> = found.iter().copied().filter(|s| !w.deleted.contains(&s.1)).collect();
+                for s in &live {
+                    vectors.entry(s.1).or_insert_with(|| with_element(index, s.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
+                }
+                let dist = |a: Id, b: Id| {
+                    let (va, vb) = (&vectors[&a], &vectors[&b]);
+                    if va.len() == vb.len() { distance(meta.metric, va, vb) } else { f32::INFINITY }
+                };
+                chosen[layer] = select(&live, capacity(layer, m), dist).into_iter().map(|s| (s.1, s.0)).collect();
+            }
+        }
+
+        let mut lists = vec![0u8; tuple::lists_size(level, m)];
+        for (layer, ns) in chosen.iter().enumerate() {
+            tuple::set_neighbours(&mut lists, level, m, layer, ns);
+        }
+        let (bytes, packed) = encode(v);
+        let mark = |mut t: Vec<u8>| {
+            if packed {
+                tuple::set_packed(&mut t);
+            }
+            t
+        };
+        let id = if item_room(tuple::HEADER + lists.len() + bytes.len()) <= page_capacity() {
+            let mut t = mark(tuple::element(heap_tid, level, m, &bytes, None));
+            tuple::inline_lists_mut(&mut t, m).copy_from_slice(&lists);
+            page::place(index, &[&t])[0]
+        } else {
+            let loc = page::place(index, &[&tuple::lists_tuple(&lists)])[0];
+            page::place(index, &[&mark(tuple::element(heap_tid, level, m, &bytes, Some(loc)))])[0]
+        };
+        for (layer, ns) in chosen.iter().enumerate() {
+            let mut linked = false;
+            for &(n, d) in ns {
+                linked |= add_edge(index, &meta, n, layer, id, d, v, false);
+            }
+            // An element no neighbour kept would be unreachable: its nearest neighbour takes it.
+            if let (false, Some(&(n, d))) = (linked, ns.first()) {
+                add_edge(index, &meta, n, layer, id, d, v, true);
+            }
+        }
+        if meta.entry == NO_ENTRY || level > meta.entry_level as usize {
+            page::update_meta(index, |mm| {
+                mm.entry = id;
+                mm.entry_level = level as u32;
+            });
+        }
+        pg_sys::UnlockPage(index, UPDATE_LOCK, lock);
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn aminsert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    heap_tid: pg_sys::ItemPointer,
+    _heap: pg_sys::Relation,
+    _unique: pg_sys::IndexUniqueCheck::Type,
+    _unchanged: bool,
+    _info: *mut pg_sys::IndexInfo,
+) -> bool {
+    unsafe {
+        let meta = read_meta(index);
+        let tid = super::build::heap_tid_bytes(heap_tid);
+        // The vectors of one row's insert are short-lived: a memory context of their own.
+        let ctx = pgrx::PgMemoryContexts::new("vs_hnsw insert");
+        let mut ctx = ctx;
+        ctx.switch_to(|_| {
+            if meta.kind == 0 {
+                if let Some(v) = prepare::<f32>(*values, *isnull, &meta) {
+                    insert::<f32>(index, tid, &v);
+                }
+            } else if let Some(v) = prepare::<f16>(*values, *isnull, &meta) {
+                insert::<f16>(index, tid, &v);
+            }
+        });
+        false
+    }
+}

@@ -1,0 +1,147 @@
+//! Index scans for `ORDER BY col <op> query LIMIT k`: a beam search of `vs_hnsw.ef_search`
+//! returns rows nearest first. When the executor wants more (a WHERE clause threw rows away),
+//! the search runs again with twice the beam and returns the rows it had not returned, until
+//! `vs_hnsw.max_scan_tuples` rows were returned or the graph has no more (iterative scan).
+
+use super::am::check_dim;
+use super::page::{read_meta, Meta, NO_ENTRY};
+use super::search::{with_element, Pages};
+use crate::guc;
+use crate::types::datum::{Element, VecRef};
+use crate::types::kernels;
+use half::f16;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::collections::HashSet;
+
+#[derive(Default)]
+struct Scan {
+    started: bool,
+    exhausted: bool,
+    ef: usize,
+    /// Heap TIDs in the order to return them.
+    results: Vec<[u8; 6]>,
+    next: usize,
+    returned: HashSet<[u8; 6]>,
+}
+
+unsafe fn query<T: Element>(scan: pg_sys::IndexScanDesc, meta: &Meta) -> Vec<T> {
+    unsafe {
+        let key = &*(*scan).orderByData;
+        // ORDER BY col <-> NULL: every distance is NULL, any order is right.
+        let Some(q) = VecRef::<T>::from_polymorphic_datum(key.sk_argument, key.sk_flags & pg_sys::SK_ISNULL as i32 != 0, pg_sys::InvalidOid)
+        else {
+            return vec![T::default(); meta.dim as usize];
+        };
+        check_dim::<T>(q.dim(), meta.dim as usize);
+        let mut q = q.data.to_vec();
+        if meta.metric == 2 {
+            let f: Vec<f32> = q.iter().map(|x| x.to_f32()).collect();
+            let norm = kernels::dot(&f, &f).sqrt();
+            if norm > 0.0 && norm.is_finite() {
+                q = f.iter().map(|x| T::from_f32(x / norm)).collect();
+            }
+        }
+        q
+    }
+}
+
+/// Searches with the scan's beam; returns the heap TIDs of live elements, nearest first.
+unsafe fn search<T: Element>(index: pg_sys::Relation, meta: Meta, q: &[T], ef: usize) -> (Vec<[u8; 6]>, usize) {
+    unsafe {
+        let mut w = Pages::new(index, meta, q);
+        let found = w.search(0, 0, ef).pop().unwrap_or_default();
+        let n = found.len();
+        let tids = found
+            .iter()
+            .filter(|s| !w.deleted.contains(&s.1))
+            .filter_map(|s| with_element(index, s.1, |e| (!e.deleted()).then(|| e.heap_tid())).flatten())
+            .collect();
+        (tids, n)
+    }
+}
+
+unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
+    unsafe {
+        let index = (*scan).indexRelation;
+        let meta = read_meta(index);
+        if meta.entry == NO_ENTRY {
+            st.exhausted = true;
+            return;
+        }
+        let (tids, found) = if meta.kind == 0 {
+            search::<f32>(index, meta, &query::<f32>(scan, &meta), st.ef)
+        } else {
+            search::<f16>(index, meta, &query::<f16>(scan, &meta), st.ef)
+        };
+        // A beam that came back short has seen every element it can reach.
+        st.exhausted = found < st.ef;
+        st.results = tids.into_iter().filter(|t| !st.returned.contains(t)).collect();
+        st.next = 0;
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambeginscan(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
+    unsafe {
+        let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+        (*scan).opaque = Box::into_raw(Box::<Scan>::default()) as *mut _;
+        scan
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amrescan(scan: pg_sys::IndexScanDesc, keys: pg_sys::ScanKey, nkeys: i32, orderbys: pg_sys::ScanKey, norderbys: i32) {
+    unsafe {
+        if !keys.is_null() && nkeys > 0 {
+            std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
+        }
+        if !orderbys.is_null() && norderbys > 0 {
+            std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+        }
+        *((*scan).opaque as *mut Scan) = Scan::default();
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
+    unsafe {
+        let st = &mut *((*scan).opaque as *mut Scan);
+        if (*scan).numberOfOrderBys == 0 {
+            error!("vs_hnsw answers only ORDER BY <distance operator> queries");
+        }
+        if !st.started {
+            st.started = true;
+            st.ef = guc::EF_SEARCH.get() as usize;
+            fill(scan, st);
+        }
+        loop {
+            if st.next < st.results.len() {
+                let tid = st.results[st.next];
+                st.next += 1;
+                st.returned.insert(tid);
+                std::ptr::write_unaligned(&mut (*scan).xs_heaptid as *mut pg_sys::ItemPointerData as *mut [u8; 6], tid);
+                (*scan).xs_recheck = false;
+                (*scan).xs_recheckorderby = false;
+                return true;
+            }
+            let max = guc::MAX_SCAN_TUPLES.get() as usize;
+            if st.exhausted || !guc::ITERATIVE_SCAN.get() || st.returned.len() >= max || st.ef >= max {
+                return false;
+            }
+            st.ef = (st.ef * 2).min(max);
+            fill(scan, st);
+        }
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
+    unsafe {
+        let p = (*scan).opaque as *mut Scan;
+        if !p.is_null() {
+            drop(Box::from_raw(p));
+            (*scan).opaque = std::ptr::null_mut();
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The graph on index pages, seen from one query: `graph::beam` walks it through shared buffers,
+//! one share-locked page at a time, so inserts and VACUUM run beside it.
+
+use super::am::{as_bytes, distance};
+use crate::types::kernels;
+use half::f16;
+use super::graph::{beam, Scored, Walk};
+use super::page::{item, Locked, Meta};
+use super::tuple::{self, block_of, offset_of, Element, Id};
+use crate::types::datum::Element as Elem;
+use pgrx::pg_sys;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Ids are already well spread in their low bits; a multiply mixes the block number in.
+#[derive(Default)]
+pub struct IdHasher(u64);
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 ids are hashed")
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+pub type IdSet = HashSet<Id, BuildHasherDefault<IdHasher>>;
+
+pub struct Pages<'a, T> {
+    pub index: pg_sys::Relation,
+    pub meta: Meta,
+    pub q: &'a [T],
+    pub visited: IdSet,
+    /// Elements VACUUM marked deleted that this walk went through.
+    pub deleted: IdSet,
+}
+
+impl<'a, T: Elem> Pages<'a, T> {
+    pub fn new(index: pg_sys::Relation, meta: Meta, q: &'a [T]) -> Self {
+        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default() }
+    }
+
+    /// Greedy descent from the entry point to `layer`, then a beam of `ef` on each layer from
+    /// `layer` down to `bottom`; returns the beam of every layer searched, top first.
+    pub fn search(&mut self, layer: usize, bottom: usize, ef: usize) -> Vec<Vec<Scored<Id>>> {
+        let entry = self.meta.entry;
+        let Some(d) = self.distance(entry, f32::INFINITY) else { return Vec::new() };
+        self.visited.insert(entry);
+        let mut ep = vec![Scored(d, entry)];
+        let top = self.meta.entry_level as usize;
+        for l in (layer + 1..=top).rev() {
+            self.visited.clear();
+            ep = beam(self, &ep, 1, l);
+        }
+        let mut out = Vec::new();
+        for l in (bottom..=layer.min(top)).rev() {
+            self.visited.clear();
+            ep = beam(self, &ep, ef, l);
+            out.push(ep.clone());
+        }
+        out
+    }
+}
+
+/// Reads an element under a share lock.
+pub unsafe fn with_element<R>(index: pg_sys::Relation, id: Id, f: impl FnOnce(Element) -> R) -> Option<R> {
+    unsafe {
+        let b = Locked::read(index, block_of(id), false);
+        item(b.page(), offset_of(id)).map(|t| f(Element(t)))
+    }
+}
+
+fn cast<'b, U>(bytes: &'b [u8]) -> &'b [U] {
+    // Items are MAXALIGNed and the vector's offset in one is a multiple of 4.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const U, bytes.len() / std::mem::size_of::<U>()) }
+}
+
+/// An element's vector as `T` (f32 ones stored packed as f16 are widened back, exactly).
+pub fn vector_of<T: Elem>(e: &Element, m: usize) -> Vec<T> {
+    let bytes = e.vector_bytes(m);
+    if e.packed() { cast::<f16>(bytes).iter().map(|x| T::from_f32(x.to_f32())).collect() } else { cast::<T>(bytes).to_vec() }
+}
+
+/// Distance from `q` to an element as the graph orders them (see `am::distance`), possibly
+/// stopping early above `bound`; None when the dimensions differ.
+pub fn distance_to<T: Elem>(metric: u32, q: &[T], e: &Element, m: usize, bound: f32) -> Option<f32> {
+    let bytes = e.vector_bytes(m);
+    if e.packed() {
+        // Only f32 indexes pack.
+        let (q, v) = (cast::<f32>(as_bytes(q)), cast::<f16>(bytes));
+        return (q.len() == v.len()).then(|| {
+            let d = kernels::mixed_bounded(q, v, metric != 0, bound);
+            if metric == 0 { d } else { -d }
+        });
+    }
+    let v = cast::<T>(bytes);
+    (v.len() == q.len()).then(|| if metric == 0 { kernels::l2_squared_bounded(q, v, bound) } else { distance(metric, q, v) })
+}
+
+/// The neighbours of `id` on `layer`, with their distances, wherever the lists are.
+pub unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: usize) -> Vec<(Id, f32)> {
+    unsafe {
+        let b = Locked::read(index, block_of(id), false);
+        let Some(t) = item(b.page(), offset_of(id)) else { return Vec::new() };
+        let e = Element(t);
+        let level = e.level();
+        if layer > level {
+            return Vec::new();
+        }
+        match e.separate() {
+            None => tuple::neighbours(e.inline_lists(m), level, m, layer).collect(),
+            Some(loc) => {
+                drop(b);
+                let b = Locked::read(index, block_of(loc), false);
+                item(b.page(), offset_of(loc)).map_or(Vec::new(), |l| tuple::neighbours(tuple::lists_body(l), level, m, layer).collect())
+            }
+        }
+    }
+}
+
+impl<T: Elem> Walk for Pages<'_, T> {
+    type Id = Id;
+    fn first_visit(&mut self, id: Id) -> bool {
+        self.visited.insert(id)
+    }
+    fn neighbours(&mut self, id: Id, layer: usize, out: &mut Vec<Id>) {
+        out.extend(unsafe { neighbours_of(self.index, self.meta.m as usize, id, layer) }.into_iter().map(|(n, _)| n));
+    }
+    fn prefetch(&mut self, ids: &[Id]) {
+        unsafe { super::page::prefetch(self.index, ids) }
+    }
+    fn distance(&mut self, id: Id, bound: f32) -> Option<f32> {
+        let (m, metric, q) = (self.meta.m as usize, self.meta.metric, self.q);
+        let (d, deleted) = unsafe { with_element(self.index, id, |e| distance_to(metric, q, &e, m, bound).map(|d| (d, e.deleted()))) }??;
+        if deleted {
+            self.deleted.insert(id);
+        }
+        Some(d)
+    }
+}
