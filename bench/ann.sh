@@ -41,3 +41,4 @@ if [ "$what" = insert ] || [ "$what" = all ]; then
   python3 "$shared/ann_bench.py" insert "${common[@]}" --label vs_hnsw-insert \
     --verify-set-sql "SET vs_hnsw.ef_search = 40" --json "$out/ann-insert.json"
 fi
+python3 bench/ann_report.py

@@ -47,6 +47,14 @@ todo=$(psql_q -tA -c "SELECT count(*) FROM products WHERE embedding IS NULL")
 psql "$conninfo" -X -v ON_ERROR_STOP=1 -q -c "SET visual_search.threads = $(nproc)" \
   -c "SELECT visual_search.enable_auto_embed('products', 'image', 'embedding', batch => 1000) AS embedded"
 [ "$todo" != 0 ] && psql_q -c "VACUUM ANALYZE products"
+# The vs_hnsw index on the vectors: built once, then kept up to date by every INSERT.
+if [ "$(psql_q -tA -c "SELECT to_regclass('products_embedding_idx') IS NOT NULL")" != t ]; then
+  echo "[demo] building the vs_hnsw index on products.embedding ..."
+  psql_q -c "SET maintenance_work_mem = '1GB'" -c "\timing on" \
+    -c "CREATE INDEX products_embedding_idx ON products USING vs_hnsw (embedding embedding_l2_ops)"
+else
+  echo "[demo] reusing the vs_hnsw index products_embedding_idx"
+fi
 # A photo for the "search by image file" demo, where the server can read it.
 host=$(sed -E 's/host=([^ ]+).*/\1/' "$DIR/conninfo")
 cp pg_test/data/images/sneaker.png "$host/query.png" && chmod a+r "$host/query.png"

@@ -22,7 +22,7 @@ pub enum EmbedError {
 
 /// A rayon pool of `threads` threads (one per distinct setting, kept for the process's life),
 /// whose threads block all signals: PostgreSQL's handlers must run on the backend's own thread.
-fn pool(threads: usize) -> &'static rayon::ThreadPool {
+pub fn pool(threads: usize) -> &'static rayon::ThreadPool {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static POOLS: OnceLock<Mutex<HashMap<usize, &'static rayon::ThreadPool>>> = OnceLock::new();

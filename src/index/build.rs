@@ -18,6 +18,10 @@ struct State<T> {
     graph: Option<Graph>,
     params: Params,
     in_memory: bool,
+    /// Vectors waiting to go into the graph as one parallel batch, and the threads for it
+    /// (the leader and max_parallel_maintenance_workers, as PostgreSQL plans them).
+    pending: Vec<f32>,
+    threads: usize,
     heap_tids: Vec<[u8; 6]>,
     limit: usize,
     tuples: f64,
@@ -52,15 +56,22 @@ unsafe extern "C-unwind" fn callback<T: Element>(
         if st.in_memory && st.graph.is_none() {
             st.graph = Some(Graph::new(v.len(), am::graph_metric(st.meta.metric), st.params));
         }
-        if st.graph.as_ref().is_some_and(|g| g.len() * node_bytes(v.len(), st.meta.m as usize) >= st.limit) {
+        if st.graph.as_ref().is_some_and(|g| (g.len() + st.pending.len() / v.len()) * node_bytes(v.len(), st.meta.m as usize) >= st.limit) {
             pgrx::notice!("vs_hnsw graph no longer fits in maintenance_work_mem after {} tuples; going on with slower on-disk inserts", st.heap_tids.len());
             flush::<T>(st);
         }
         match st.graph.as_mut() {
-            Some(g) => {
+            Some(g) if st.threads == 1 => {
                 let f: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
                 g.insert(&f);
                 st.heap_tids.push(tid);
+            }
+            Some(_) => {
+                st.pending.extend(v.iter().map(|x| x.to_f32()));
+                st.heap_tids.push(tid);
+                if st.pending.len() >= BATCH * v.len() {
+                    insert_pending(st);
+                }
             }
             None => super::insert::insert::<T>(st.index, tid, &v),
         }
@@ -70,9 +81,23 @@ unsafe extern "C-unwind" fn callback<T: Element>(
     }
 }
 
+/// Vectors per parallel batch: enough to keep the threads busy, few enough that the batch's
+/// nodes (which do not see each other's searches) stay a small part of the graph.
+const BATCH: usize = 512;
+
+fn insert_pending<T>(st: &mut State<T>) {
+    if let Some(g) = st.graph.as_mut() {
+        if !st.pending.is_empty() {
+            g.insert_batch(&st.pending, crate::embed::pool(st.threads));
+        }
+    }
+    st.pending.clear();
+}
+
 /// Writes the in-memory graph to pages 1.. and the meta page, logs them as full pages, and drops
 /// the graph.
 unsafe fn flush<T: Element>(st: &mut State<T>) {
+    insert_pending(st);
     let mut graph = st.graph.take().unwrap_or_else(|| Graph::new(st.meta.dim as usize, am::graph_metric(st.meta.metric), st.params));
     graph.finish();
     st.in_memory = false;
@@ -193,6 +218,8 @@ unsafe fn build<T: Element>(heap: pg_sys::Relation, index: pg_sys::Relation, inf
             graph: None,
             params,
             in_memory: true,
+            pending: Vec::new(),
+            threads: 1 + pg_sys::plan_create_index_workers((*heap).rd_id, (*index).rd_id).max(0) as usize,
             heap_tids: Vec::new(),
             limit: pg_sys::maintenance_work_mem as usize * 1024,
             tuples: 0.0,

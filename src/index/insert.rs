@@ -94,7 +94,7 @@ unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, laye
                     vectors.insert(c.1, with_element(index, c.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
                 }
             }
-            let dist = |a: Id, b: Id| {
+            let dist = |a: Id, b: Id, _: f32| {
                 let (va, vb) = (&vectors[&a], &vectors[&b]);
                 if va.len() == vb.len() { distance(meta.metric, va, vb) } else { f32::INFINITY }
             };
@@ -148,7 +148,7 @@ pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T
                 for s in &live {
                     vectors.entry(s.1).or_insert_with(|| with_element(index, s.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
                 }
-                let dist = |a: Id, b: Id| {
+                let dist = |a: Id, b: Id, _: f32| {
                     let (va, vb) = (&vectors[&a], &vectors[&b]);
                     if va.len() == vb.len() { distance(meta.metric, va, vb) } else { f32::INFINITY }
                 };
