@@ -80,16 +80,14 @@ pub fn distance<T: Element>(metric: u32, q: &[T], v: &[T]) -> f32 {
 pub unsafe fn prepare<T: Element>(datum: pg_sys::Datum, is_null: bool, meta: &Meta) -> Option<Vec<T>> {
     let v = unsafe { VecRef::<T>::from_polymorphic_datum(datum, is_null, pg_sys::InvalidOid) }?;
     check_dim::<T>(v.dim(), meta.dim as usize);
-    let mut out = v.data.to_vec();
-    if meta.metric == 2 {
-        let f: Vec<f32> = out.iter().map(|x| x.to_f32()).collect();
-        let norm = kernels::dot(&f, &f).sqrt();
-        if norm == 0.0 || !norm.is_finite() {
-            return None;
-        }
-        out = f.iter().map(|x| T::from_f32(x / norm)).collect();
-    }
-    Some(out)
+    if meta.metric == 2 { normalized(v.data) } else { Some(v.data.to_vec()) }
+}
+
+/// `v` scaled to length 1 (cosine's graph holds unit vectors); None for the zero vector.
+pub fn normalized<T: Element>(v: &[T]) -> Option<Vec<T>> {
+    let f: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
+    let norm = kernels::dot(&f, &f).sqrt();
+    (norm > 0.0 && norm.is_finite()).then(|| f.iter().map(|x| T::from_f32(x / norm)).collect())
 }
 
 pub fn check_dim<T: Element>(dim: usize, index_dim: usize) {

@@ -141,7 +141,7 @@ unsafe fn flush<T: Element>(st: &mut State<T>) {
             let mut lists = vec![0u8; tuple::lists_size(level, m)];
             for layer in 0..=level {
                 let ns: Vec<(Id, f32)> =
-                    graph.neighbours(i, layer).iter().map(|&x| (ids[x as usize], graph.metric.distance(graph.vector(i), graph.vector(x)))).collect();
+                    graph.neighbours(i, layer).iter().map(|&x| (ids[x as usize], graph.distance_between(i, x, f32::INFINITY))).collect();
                 tuple::set_neighbours(&mut lists, level, m, layer, &ns);
             }
             let v: Vec<T> = graph.vector(i).iter().map(|&x| T::from_f32(x)).collect();

@@ -4,6 +4,7 @@
 //! method maps it onto index pages and WAL; `cargo test` checks it against brute force.
 
 use crate::types::kernels;
+use half::f16;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -159,6 +160,19 @@ pub fn capacity(layer: usize, m: usize) -> usize {
     if layer == 0 { 2 * m } else { m }
 }
 
+/// Asks for transparent huge pages under a vector store: a build reads vectors at random, and
+/// with 4 KiB pages nearly every read also missed the TLB.
+fn huge_pages<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let (start, len) = (v.as_ptr() as usize, v.capacity() * std::mem::size_of::<T>());
+        let aligned = (start + (2 << 20) - 1) & !((2 << 20) - 1);
+        if len > 4 << 20 && aligned < start + len {
+            libc::madvise(aligned as *mut libc::c_void, (start + len - aligned) & !((2 << 20) - 1), libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
 /// The in-memory graph seen from one query.
 struct InMemory<'a> {
     graph: &'a Graph,
@@ -175,7 +189,10 @@ impl Walk for InMemory<'_> {
         out.extend_from_slice(&self.graph.neighbours[id as usize][layer]);
     }
     fn distance(&mut self, id: u32, bound: f32) -> Option<f32> {
-        Some(self.graph.metric.distance_bounded(self.q, self.graph.vector(id), bound))
+        Some(self.graph.dist_bounded(self.q, id, bound))
+    }
+    fn prefetch(&mut self, ids: &[u32]) {
+        self.graph.prefetch(ids);
     }
 }
 
@@ -203,11 +220,18 @@ impl Visited {
     }
 }
 
+/// The graph's vectors: f16 while every vector inserted converts exactly (pixel values, say),
+/// which halves the memory a build streams through; f32 from the first one that does not.
+enum Store {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
 pub struct Graph {
     pub dim: usize,
     pub metric: Metric,
     pub params: Params,
-    vectors: Vec<f32>,
+    store: Store,
     /// neighbours[node][layer]
     neighbours: Vec<Vec<Vec<u32>>>,
     entry: Option<u32>,
@@ -224,7 +248,7 @@ impl Graph {
             dim,
             metric,
             params,
-            vectors: Vec::new(),
+            store: Store::F16(Vec::new()),
             neighbours: Vec::new(),
             entry: None,
             rng: params.seed | 1,
@@ -269,7 +293,7 @@ impl Graph {
                 }
                 pool.sort_unstable();
                 pool.dedup();
-                let v = self.vector(id).to_vec();
+                let v = self.vector(id).into_owned();
                 let mut scored: Vec<Scored> = pool.into_iter().map(|x| Scored(self.dist(&v, x), x)).collect();
                 scored.sort();
                 self.neighbours[id as usize][layer] = self.select(&scored, self.max_neighbours(layer));
@@ -293,8 +317,75 @@ impl Graph {
         self.neighbours.is_empty()
     }
 
-    pub fn vector(&self, id: u32) -> &[f32] {
-        &self.vectors[id as usize * self.dim..][..self.dim]
+    pub fn vector(&self, id: u32) -> std::borrow::Cow<'_, [f32]> {
+        let at = id as usize * self.dim..(id as usize + 1) * self.dim;
+        match &self.store {
+            Store::F32(s) => std::borrow::Cow::Borrowed(&s[at]),
+            Store::F16(s) => std::borrow::Cow::Owned(s[at].iter().map(|x| x.to_f32()).collect()),
+        }
+    }
+
+    fn push_vector(&mut self, v: &[f32]) {
+        if let Store::F16(s) = &self.store {
+            if v.iter().all(|&x| f16::from_f32(x).to_f32() == x) {
+                let Store::F16(s) = &mut self.store else { unreachable!() };
+                let cap = s.capacity();
+                s.extend(v.iter().map(|&x| f16::from_f32(x)));
+                if s.capacity() != cap {
+                    huge_pages(s);
+                }
+                return;
+            }
+            self.store = Store::F32(s.iter().map(|x| x.to_f32()).collect());
+        }
+        let Store::F32(s) = &mut self.store else { unreachable!() };
+        let cap = s.capacity();
+        s.extend_from_slice(v);
+        if s.capacity() != cap {
+            huge_pages(s);
+        }
+    }
+
+    /// Starts loading the first cache lines of these nodes' vectors: a beam reads them next, and
+    /// their misses then overlap instead of coming one by one (the build is bound by them).
+    fn prefetch(&self, ids: &[u32]) {
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let (base, size) = match &self.store {
+                Store::F32(s) => (s.as_ptr() as *const i8, 4),
+                Store::F16(s) => (s.as_ptr() as *const i8, 2),
+            };
+            let bytes = self.dim * size;
+            for &id in ids {
+                let p = base.add(id as usize * bytes);
+                for line in (0..bytes.min(512)).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(p.add(line));
+                }
+            }
+        }
+    }
+
+    /// Distance from `q` to node `id`, possibly stopping early above `bound`.
+    fn dist_bounded(&self, q: &[f32], id: u32, bound: f32) -> f32 {
+        let at = id as usize * self.dim..(id as usize + 1) * self.dim;
+        match (&self.store, self.metric) {
+            (Store::F32(s), m) => m.distance_bounded(q, &s[at], bound),
+            (Store::F16(s), Metric::L2) => kernels::mixed_bounded(q, &s[at], false, bound),
+            (Store::F16(s), Metric::InnerProduct) => -kernels::mixed_bounded(q, &s[at], true, bound),
+            (Store::F16(_), m) => m.distance(q, &self.vector(id)),
+        }
+    }
+
+    /// Distance between two nodes, possibly stopping early above `bound`.
+    pub fn distance_between(&self, a: u32, b: u32, bound: f32) -> f32 {
+        let (ra, rb) = (a as usize * self.dim..(a as usize + 1) * self.dim, b as usize * self.dim..(b as usize + 1) * self.dim);
+        match (&self.store, self.metric) {
+            (Store::F32(s), m) => m.distance_bounded(&s[ra], &s[rb], bound),
+            (Store::F16(s), Metric::L2) => kernels::l2_squared_bounded(&s[ra], &s[rb], bound),
+            (Store::F16(s), Metric::InnerProduct) => -kernels::dot(&s[ra], &s[rb]),
+            (Store::F16(s), Metric::Cosine) => kernels::cosine_distance(&s[ra], &s[rb]) as f32,
+        }
     }
 
     pub fn neighbours(&self, id: u32, layer: usize) -> &[u32] {
@@ -318,7 +409,7 @@ impl Graph {
     }
 
     fn dist(&self, q: &[f32], id: u32) -> f32 {
-        self.metric.distance(q, self.vector(id))
+        self.dist_bounded(q, id, f32::INFINITY)
     }
 
     fn search_layer(&mut self, q: &[f32], entry: &[Scored], ef: usize, layer: usize) -> Vec<Scored> {
@@ -330,7 +421,7 @@ impl Graph {
     }
 
     fn select(&self, candidates: &[Scored], max: usize) -> Vec<u32> {
-        select(candidates, max, |a, b, bound| self.metric.distance_bounded(self.vector(a), self.vector(b), bound)).into_iter().map(|s| s.1).collect()
+        select(candidates, max, |a, b, bound| self.distance_between(a, b, bound)).into_iter().map(|s| s.1).collect()
     }
 
     /// Adds a vector; returns its node id.
@@ -338,7 +429,7 @@ impl Graph {
         assert_eq!(v.len(), self.dim, "vector of the wrong dimension");
         let id = self.len() as u32;
         let level = self.random_level();
-        self.vectors.extend_from_slice(v);
+        self.push_vector(v);
         self.neighbours.push(vec![Vec::new(); level + 1]);
         self.deleted.push(false);
         let Some(entry) = self.entry else {
@@ -377,8 +468,7 @@ impl Graph {
     }
 
     fn pruned(&self, n: u32, list: &[u32], max: usize) -> Vec<u32> {
-        let nv = self.vector(n);
-        let mut scored: Vec<Scored> = list.iter().map(|&x| Scored(self.metric.distance(nv, self.vector(x)), x)).collect();
+        let mut scored: Vec<Scored> = list.iter().map(|&x| Scored(self.distance_between(n, x, f32::INFINITY), x)).collect();
         scored.sort();
         self.select(&scored, max)
     }
@@ -401,7 +491,7 @@ impl Graph {
         let start = self.len() as u32;
         let levels: Vec<usize> = (0..n).map(|_| self.random_level()).collect();
         for (v, &level) in vectors.chunks(dim).zip(&levels) {
-            self.vectors.extend_from_slice(v);
+            self.push_vector(v);
             self.neighbours.push(vec![Vec::new(); level + 1]);
             self.deleted.push(false);
         }
@@ -413,8 +503,7 @@ impl Graph {
             (0..n)
                 .into_par_iter()
                 .map_init(Visited::default, |visited, i| {
-                    let id = start + i as u32;
-                    let (q, level) = (this.vector(id), levels[i]);
+                    let (q, level) = (&vectors[i * dim..(i + 1) * dim], levels[i]);
                     let mut ep = vec![Scored(this.dist(q, entry), entry)];
                     for layer in (level + 1..=top).rev() {
                         visited.start(this.len());
@@ -617,6 +706,23 @@ mod tests {
         let _ = recall(&mut batched1);
         eprintln!("recall@10 at ef 40: serial {rs:.3}, batched {rb:.3}");
         assert!(rb >= rs - 0.02 && rb >= 0.9, "batched {rb} vs serial {rs}");
+    }
+
+    #[test]
+    fn vectors_stay_exact_when_the_store_widens_from_f16() {
+        let mut g = Graph::new(4, Metric::L2, Params::default());
+        let ints: Vec<Vec<f32>> = (0..50).map(|i| vec![i as f32, 1.0, 2.0, (i % 7) as f32]).collect();
+        ints.iter().for_each(|v| {
+            g.insert(v);
+        });
+        assert!(matches!(g.store, Store::F16(_)));
+        let odd = [0.1f32, 0.2, 0.3, 1e-7];
+        let id = g.insert(&odd);
+        assert!(matches!(g.store, Store::F32(_)));
+        assert_eq!(&*g.vector(id), &odd[..]);
+        assert_eq!(&*g.vector(7), &ints[7][..]);
+        assert_eq!(g.search(&odd, 1, 16)[0].1, id);
+        assert_eq!(g.search(&ints[20], 1, 16)[0].1, 20);
     }
 
     #[test]

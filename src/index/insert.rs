@@ -3,10 +3,10 @@
 //! its exclusive lock with its own WAL record, so readers and other writers go on beside it; a
 //! crash between steps leaves an element with fewer incoming edges, never a broken page.
 
-use super::am::{self, distance, encode, prepare};
+use super::am::{self, encode, prepare};
 use super::graph::{capacity, random_level, select, Scored};
 use super::page::{self, item, item_room, page_capacity, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
-use super::search::{vector_of, with_element, Pages};
+use super::search::{pair_distance, vector_of, with_element, Pages};
 use super::tuple::{self, block_of, offset_of, Element, Id};
 use crate::types::datum::Element as Elem;
 use half::f16;
@@ -94,10 +94,7 @@ unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, laye
                     vectors.insert(c.1, with_element(index, c.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
                 }
             }
-            let dist = |a: Id, b: Id, _: f32| {
-                let (va, vb) = (&vectors[&a], &vectors[&b]);
-                if va.len() == vb.len() { distance(meta.metric, va, vb) } else { f32::INFINITY }
-            };
+            let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
             let kept: Vec<(Id, f32)> = select(&cands, cap - cap / 4, dist).into_iter().map(|s| (s.1, s.0)).collect();
             let keeps_new = kept.iter().any(|k| k.0 == to);
             let written = with_list(index, m, from, layer, |lists, level| {
@@ -148,10 +145,7 @@ pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T
                 for s in &live {
                     vectors.entry(s.1).or_insert_with(|| with_element(index, s.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
                 }
-                let dist = |a: Id, b: Id, _: f32| {
-                    let (va, vb) = (&vectors[&a], &vectors[&b]);
-                    if va.len() == vb.len() { distance(meta.metric, va, vb) } else { f32::INFINITY }
-                };
+                let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
                 chosen[layer] = select(&live, capacity(layer, m), dist).into_iter().map(|s| (s.1, s.0)).collect();
             }
         }

@@ -3,12 +3,11 @@
 //! the search runs again with twice the beam and returns the rows it had not returned, until
 //! `vs_hnsw.max_scan_tuples` rows were returned or the graph has no more (iterative scan).
 
-use super::am::check_dim;
+use super::am::{check_dim, normalized};
 use super::page::{read_meta, Meta, NO_ENTRY};
 use super::search::{with_element, Pages};
 use crate::guc;
 use crate::types::datum::{Element, VecRef};
-use crate::types::kernels;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -34,15 +33,9 @@ unsafe fn query<T: Element>(scan: pg_sys::IndexScanDesc, meta: &Meta) -> Vec<T> 
             return vec![T::default(); meta.dim as usize];
         };
         check_dim::<T>(q.dim(), meta.dim as usize);
-        let mut q = q.data.to_vec();
-        if meta.metric == 2 {
-            let f: Vec<f32> = q.iter().map(|x| x.to_f32()).collect();
-            let norm = kernels::dot(&f, &f).sqrt();
-            if norm > 0.0 && norm.is_finite() {
-                q = f.iter().map(|x| T::from_f32(x / norm)).collect();
-            }
-        }
-        q
+        // A zero query under cosine has no direction: every distance is NaN, any order will do.
+        let unit = if meta.metric == 2 { normalized(q.data) } else { None };
+        unit.unwrap_or_else(|| q.data.to_vec())
     }
 }
 

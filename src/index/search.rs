@@ -80,7 +80,24 @@ fn cast<'b, U>(bytes: &'b [u8]) -> &'b [U] {
 /// An element's vector as `T` (f32 ones stored packed as f16 are widened back, exactly).
 pub fn vector_of<T: Elem>(e: &Element, m: usize) -> Vec<T> {
     let bytes = e.vector_bytes(m);
-    if e.packed() { cast::<f16>(bytes).iter().map(|x| T::from_f32(x.to_f32())).collect() } else { cast::<T>(bytes).to_vec() }
+    if !e.packed() {
+        return cast::<T>(bytes).to_vec();
+    }
+    use half::slice::HalfFloatSliceExt;
+    let h = cast::<f16>(bytes);
+    let mut wide = vec![0f32; h.len()];
+    h.convert_to_f32_slice(&mut wide);
+    wide.into_iter().map(T::from_f32).collect()
+}
+
+/// Distance between two vectors fetched by id, possibly stopping early above `bound`.
+pub fn pair_distance<T: Elem>(metric: u32, vectors: &std::collections::HashMap<Id, Vec<T>>, a: Id, b: Id, bound: f32) -> f32 {
+    let (va, vb) = (&vectors[&a], &vectors[&b]);
+    match (va.len() == vb.len(), metric) {
+        (false, _) => f32::INFINITY,
+        (true, 0) => kernels::l2_squared_bounded(va, vb, bound),
+        (true, _) => distance(metric, va, vb),
+    }
 }
 
 /// Distance from `q` to an element as the graph orders them (see `am::distance`), possibly
