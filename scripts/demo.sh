@@ -5,8 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LIMIT=${VS_DEMO_LIMIT:-0}          # products per split; 0 = the whole catalogue
 DIR=${VS_DEMO_DIR:-.demo}
-bash scripts/pgcluster.sh start "$DIR" >/dev/null
-conninfo=$(cat "$DIR/conninfo")
+# VS_DEMO_CONNINFO: a running server to use instead of the private cluster (the Docker images).
+if [ -n "${VS_DEMO_CONNINFO:-}" ]; then
+  conninfo=$VS_DEMO_CONNINFO
+else
+  bash scripts/pgcluster.sh start "$DIR" >/dev/null
+  conninfo=$(cat "$DIR/conninfo")
+fi
 psql_q() { psql "$conninfo" -X -v ON_ERROR_STOP=1 -q "$@"; }
 
 psql_q -c "CREATE EXTENSION IF NOT EXISTS visual_search" 2>/dev/null || true
@@ -56,11 +61,13 @@ else
   echo "[demo] reusing the vs_hnsw index products_embedding_idx"
 fi
 # A photo for the "search by image file" demo, where the server can read it.
-host=$(sed -E 's/host=([^ ]+).*/\1/' "$DIR/conninfo")
+host=${VS_DEMO_QUERY_DIR:-$(sed -E 's/host=([^ ]+).*/\1/' "$DIR/conninfo")}
 cp pg_test/data/images/sneaker.png "$host/query.png" && chmod a+r "$host/query.png"
 for f in sql/demo/*.sql; do
   echo; echo "=== $f"
   psql "$conninfo" -X -v ON_ERROR_STOP=1 -v query_image="$host/query.png" -f "$f"
 done
 echo
-echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to $DIR/conninfo; 'make stop' stops it)"
+if [ -z "${VS_DEMO_CONNINFO:-}" ]; then
+  echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to $DIR/conninfo; 'make stop' stops it)"
+fi
