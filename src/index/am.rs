@@ -69,10 +69,11 @@ pub fn graph_metric(metric: u32) -> Metric {
     if metric == 0 { Metric::L2 } else { Metric::InnerProduct }
 }
 
-/// Distance between a query and a stored element, as the graph orders them.
+/// Distance between a query and a stored element, as the graph orders them; an L2 distance may
+/// stop early once above `bound` (any value above it is then returned).
 #[inline]
-pub fn distance<T: Element>(metric: u32, q: &[T], v: &[T]) -> f32 {
-    if metric == 0 { kernels::l2_squared(q, v) } else { -kernels::dot(q, v) }
+pub fn distance<T: Element>(metric: u32, q: &[T], v: &[T], bound: f32) -> f32 {
+    if metric == 0 { kernels::l2_squared_bounded(q, v, bound) } else { -kernels::dot(q, v) }
 }
 
 /// An index column value as the graph holds it; None for values the index leaves out (NULL,
@@ -103,7 +104,7 @@ pub fn check_dim<T: Element>(dim: usize, index_dim: usize) {
 /// The bytes an element stores for `v`, and whether they are f32 packed as f16 (when every
 /// element converts exactly).
 pub fn encode<T: Element>(v: &[T]) -> (Vec<u8>, bool) {
-    if std::mem::size_of::<T>() == 4 && v.iter().all(|x| f16::from_f32(x.to_f32()).to_f32() == x.to_f32()) {
+    if std::mem::size_of::<T>() == 4 && super::tuple::packs(v.iter().map(|x| x.to_f32())) {
         let h: Vec<f16> = v.iter().map(|x| f16::from_f32(x.to_f32())).collect();
         return (as_bytes(&h).to_vec(), true);
     }

@@ -123,7 +123,7 @@ unsafe fn flush<T: Element>(st: &mut State<T>) {
         let mut lists_at: Vec<Option<Id>> = Vec::with_capacity(n);
         for i in 0..n as u32 {
             let level = graph.level(i);
-            let exact = esize == 4 && graph.vector(i).iter().all(|&x| f16::from_f32(x).to_f32() == x);
+            let exact = esize == 4 && tuple::packs(graph.vector(i).iter().copied());
             let vbytes = graph.dim * if exact { 2 } else { esize };
             let inline = tuple::HEADER + tuple::lists_size(level, m) + vbytes;
             if item_room(inline) <= cap {
@@ -240,7 +240,7 @@ unsafe fn build<T: Element>(heap: pg_sys::Relation, index: pg_sys::Relation, inf
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuild(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> *mut pg_sys::IndexBuildResult {
     unsafe {
-        if pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) != 0 {
+        if page::blocks(index) != 0 {
             error!("index \"{}\" already contains data", std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy());
         }
         let (_, kind) = am::metric_and_kind(index);

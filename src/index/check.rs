@@ -2,8 +2,7 @@
 //! which heap rows the index holds, and how many of them a search can reach from the entry.
 
 use super::page::{read_meta, NO_ENTRY};
-use super::search::{with_element, Pages};
-use super::vacuum::{blocks, elements_on};
+use super::search::{for_each_live, Pages};
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -30,13 +29,7 @@ fn vs_hnsw_heap_tids(index: pg_sys::Oid) -> Vec<String> {
     unsafe {
         let rel = open(index);
         let mut out = Vec::new();
-        for blk in 1..blocks(rel) {
-            for id in elements_on(rel, blk) {
-                if let Some(Some(t)) = with_element(rel, id, |e| (!e.deleted()).then(|| e.heap_tid())) {
-                    out.push(tid_text(t));
-                }
-            }
-        }
+        for_each_live(rel, |_, e| out.push(tid_text(e.heap_tid())));
         pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
         out
     }
@@ -57,9 +50,7 @@ fn vs_hnsw_unreachable(index: pg_sys::Oid) -> i64 {
         let rel = open(index);
         let meta = read_meta(rel);
         let mut live = 0i64;
-        for blk in 1..blocks(rel) {
-            live += elements_on(rel, blk).into_iter().filter(|&id| with_element(rel, id, |e| !e.deleted()).unwrap_or(false)).count() as i64;
-        }
+        for_each_live(rel, |_, _| live += 1);
         let reached = match (meta.entry == NO_ENTRY, meta.kind) {
             (true, _) => 0,
             (false, 0) => reachable(rel, meta, &vec![0f32; meta.dim as usize], live as usize + 1),

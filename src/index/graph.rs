@@ -327,7 +327,7 @@ impl Graph {
 
     fn push_vector(&mut self, v: &[f32]) {
         if let Store::F16(s) = &self.store {
-            if v.iter().all(|&x| f16::from_f32(x).to_f32() == x) {
+            if super::tuple::packs(v.iter().copied()) {
                 let Store::F16(s) = &mut self.store else { unreachable!() };
                 let cap = s.capacity();
                 s.extend(v.iter().map(|&x| f16::from_f32(x)));

@@ -5,9 +5,9 @@
 
 use super::am::{self, encode, prepare};
 use super::graph::{capacity, random_level, select, Scored};
-use super::page::{self, item, item_room, page_capacity, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
-use super::search::{pair_distance, vector_of, with_element, Pages};
-use super::tuple::{self, block_of, offset_of, Element, Id};
+use super::page::{self, item_room, page_capacity, read_meta, Meta, NO_ENTRY, UPDATE_LOCK};
+use super::search::{pair_distance, vector_at, with_list, Pages};
+use super::tuple::{self, Id};
 use crate::types::datum::Element as Elem;
 use half::f16;
 use pgrx::pg_sys;
@@ -31,37 +31,6 @@ fn level_for(m: usize) -> usize {
     })
 }
 
-/// Changes the neighbour list of `from` on `layer` under an exclusive lock, WAL-logged when `f`
-/// says it changed something; false when the element is gone, deleted or not on that layer.
-unsafe fn with_list(index: pg_sys::Relation, m: usize, from: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
-    unsafe {
-        let b = Locked::read(index, block_of(from), true);
-        let Some(t) = item(b.page(), offset_of(from)) else { return false };
-        let e = Element(t);
-        let level = e.level();
-        if layer > level || e.deleted() {
-            return false;
-        }
-        let (b, at) = match e.separate() {
-            None => (b, from),
-            Some(loc) => {
-                drop(b);
-                (Locked::read(index, block_of(loc), true), loc)
-            }
-        };
-        let x = Xlog::start(index);
-        let page = x.register(b.buf, false);
-        let Some(t) = item(page, offset_of(at)) else {
-            x.abort();
-            return false;
-        };
-        let lists = if at == from { tuple::inline_lists_mut(t, m) } else { tuple::lists_body(t) };
-        let changed = f(lists, level);
-        if changed { x.finish() } else { x.abort() }
-        changed
-    }
-}
-
 /// Adds the edge `from` → `to` (at distance `d`, `to_vector` being `to`'s vector) on `layer`.
 /// A full list is cut back to three quarters by the selection heuristic, so the heuristic runs
 /// once per several edges, and a node in a sparse direction keeps its incoming edges (replacing
@@ -80,8 +49,9 @@ unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, laye
                 }
                 false
             });
-            if done || seen.len() < cap || seen.iter().any(|s| s.0 == to) {
-                return done || seen.iter().any(|s| s.0 == to);
+            let present = seen.iter().any(|s| s.0 == to);
+            if done || present || seen.len() < cap {
+                return done || present;
             }
             // Full: choose the kept edges with no lock held (the vectors are on other pages).
             let mut cands: Vec<Scored<Id>> = seen.iter().map(|&(n, dn)| Scored(dn, n)).collect();
@@ -89,10 +59,8 @@ unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, laye
             cands.sort();
             let mut vectors: HashMap<Id, Vec<T>> = HashMap::new();
             vectors.insert(to, to_vector.to_vec());
-            for c in &cands {
-                if c.1 != to {
-                    vectors.insert(c.1, with_element(index, c.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
-                }
+            for c in cands.iter().filter(|c| c.1 != to) {
+                vectors.insert(c.1, vector_at(index, c.1, m));
             }
             let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
             let kept: Vec<(Id, f32)> = select(&cands, cap - cap / 4, dist).into_iter().map(|s| (s.1, s.0)).collect();
@@ -143,7 +111,7 @@ pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T
                 let layer = top - i;
                 let live: Vec<Scored<Id>> = found.iter().copied().filter(|s| !w.deleted.contains(&s.1)).collect();
                 for s in &live {
-                    vectors.entry(s.1).or_insert_with(|| with_element(index, s.1, |e| vector_of::<T>(&e, m)).unwrap_or_default());
+                    vectors.entry(s.1).or_insert_with(|| vector_at(index, s.1, m));
                 }
                 let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
                 chosen[layer] = select(&live, capacity(layer, m), dist).into_iter().map(|s| (s.1, s.0)).collect();
@@ -204,8 +172,7 @@ pub unsafe extern "C-unwind" fn aminsert(
         let meta = read_meta(index);
         let tid = super::build::heap_tid_bytes(heap_tid);
         // The vectors of one row's insert are short-lived: a memory context of their own.
-        let ctx = pgrx::PgMemoryContexts::new("vs_hnsw insert");
-        let mut ctx = ctx;
+        let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw insert");
         ctx.switch_to(|_| {
             if meta.kind == 0 {
                 if let Some(v) = prepare::<f32>(*values, *isnull, &meta) {

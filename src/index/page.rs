@@ -65,6 +65,12 @@ thread_local! {
     static RECENT: std::cell::RefCell<(u32, u32, Vec<pg_sys::Buffer>)> = const { std::cell::RefCell::new((0, 0, Vec::new())) };
 }
 
+/// Which relation the remembered buffers are of.
+unsafe fn recent_key(index: pg_sys::Relation) -> (u32, u32) {
+    let node = unsafe { (*index).rd_node };
+    (node.dbNode.to_u32(), node.relNode.to_u32())
+}
+
 /// Asks the CPU to start loading the buffer headers and tuples of elements about to be read,
 /// so that their cache misses overlap instead of coming one after another. Only addresses are
 /// computed from unlocked pages: a stale guess costs a wasted prefetch, nothing else.
@@ -72,8 +78,7 @@ pub unsafe fn prefetch(index: pg_sys::Relation, ids: &[Id]) {
     #[cfg(target_arch = "x86_64")]
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let node = (*index).rd_node;
-        let key = (node.dbNode.to_u32(), node.relNode.to_u32());
+        let key = recent_key(index);
         RECENT.with_borrow(|r| {
             if (r.0, r.1) != key {
                 return;
@@ -108,7 +113,7 @@ pub unsafe fn prefetch(index: pg_sys::Relation, ids: &[Id]) {
 unsafe fn read_buffer(index: pg_sys::Relation, block: u32) -> pg_sys::Buffer {
     unsafe {
         let node = (*index).rd_node;
-        let key = (node.dbNode.to_u32(), node.relNode.to_u32());
+        let key = recent_key(index);
         let hint = RECENT.with_borrow(|r| if (r.0, r.1) == key { r.2.get(block as usize).copied().unwrap_or(0) } else { 0 });
         if hint != 0 && pg_sys::ReadRecentBuffer(node, pg_sys::ForkNumber::MAIN_FORKNUM, block, hint) {
             return hint;
@@ -160,6 +165,11 @@ impl Drop for Locked {
     fn drop(&mut self) {
         unsafe { pg_sys::UnlockReleaseBuffer(self.buf) }
     }
+}
+
+/// Pages in the index's main fork, the meta page included.
+pub unsafe fn blocks(index: pg_sys::Relation) -> u32 {
+    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
 }
 
 /// The bytes of item `offset`, or None when there is no such live item (freed by VACUUM).

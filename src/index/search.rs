@@ -2,12 +2,12 @@
 //! one share-locked page at a time, so inserts and VACUUM run beside it.
 
 use super::am::{as_bytes, distance};
-use crate::types::kernels;
-use half::f16;
 use super::graph::{beam, Scored, Walk};
-use super::page::{item, Locked, Meta};
+use super::page::{blocks, item, Locked, Meta, Xlog};
 use super::tuple::{self, block_of, offset_of, Element, Id};
 use crate::types::datum::Element as Elem;
+use crate::types::kernels;
+use half::f16;
 use pgrx::pg_sys;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -90,14 +90,15 @@ pub fn vector_of<T: Elem>(e: &Element, m: usize) -> Vec<T> {
     wide.into_iter().map(T::from_f32).collect()
 }
 
+/// The vector of element `id` (empty when it is gone).
+pub unsafe fn vector_at<T: Elem>(index: pg_sys::Relation, id: Id, m: usize) -> Vec<T> {
+    unsafe { with_element(index, id, |e| vector_of::<T>(&e, m)) }.unwrap_or_default()
+}
+
 /// Distance between two vectors fetched by id, possibly stopping early above `bound`.
 pub fn pair_distance<T: Elem>(metric: u32, vectors: &std::collections::HashMap<Id, Vec<T>>, a: Id, b: Id, bound: f32) -> f32 {
     let (va, vb) = (&vectors[&a], &vectors[&b]);
-    match (va.len() == vb.len(), metric) {
-        (false, _) => f32::INFINITY,
-        (true, 0) => kernels::l2_squared_bounded(va, vb, bound),
-        (true, _) => distance(metric, va, vb),
-    }
+    if va.len() == vb.len() { distance(metric, va, vb, bound) } else { f32::INFINITY }
 }
 
 /// Distance from `q` to an element as the graph orders them (see `am::distance`), possibly
@@ -113,7 +114,7 @@ pub fn distance_to<T: Elem>(metric: u32, q: &[T], e: &Element, m: usize, bound: 
         });
     }
     let v = cast::<T>(bytes);
-    (v.len() == q.len()).then(|| if metric == 0 { kernels::l2_squared_bounded(q, v, bound) } else { distance(metric, q, v) })
+    (v.len() == q.len()).then(|| distance(metric, q, v, bound))
 }
 
 /// The neighbours of `id` on `layer`, with their distances, wherever the lists are.
@@ -132,6 +133,55 @@ pub unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: us
                 drop(b);
                 let b = Locked::read(index, block_of(loc), false);
                 item(b.page(), offset_of(loc)).map_or(Vec::new(), |l| tuple::neighbours(tuple::lists_body(l), level, m, layer).collect())
+            }
+        }
+    }
+}
+
+/// Changes the neighbour list of `id` on `layer` (wherever the lists are) under an exclusive lock,
+/// WAL-logged when `f` says it changed something; false when the element is gone, deleted or
+/// not on that layer. `f` gets the lists and the element's level.
+pub unsafe fn with_list(index: pg_sys::Relation, m: usize, id: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
+    unsafe {
+        let b = Locked::read(index, block_of(id), true);
+        let Some(t) = item(b.page(), offset_of(id)) else { return false };
+        let e = Element(t);
+        let level = e.level();
+        if layer > level || e.deleted() {
+            return false;
+        }
+        let (b, at) = match e.separate() {
+            None => (b, id),
+            Some(loc) => {
+                drop(b);
+                (Locked::read(index, block_of(loc), true), loc)
+            }
+        };
+        let x = Xlog::start(index);
+        let page = x.register(b.buf, false);
+        let Some(t) = item(page, offset_of(at)) else {
+            x.abort();
+            return false;
+        };
+        let lists = if at == id { tuple::inline_lists_mut(t, m) } else { tuple::lists_body(t) };
+        let changed = f(lists, level);
+        if changed { x.finish() } else { x.abort() }
+        changed
+    }
+}
+
+/// Calls `f` on every live element (not marked deleted), reading each page once.
+pub unsafe fn for_each_live(index: pg_sys::Relation, mut f: impl FnMut(Id, &Element)) {
+    unsafe {
+        for blk in 1..blocks(index) {
+            let b = Locked::read(index, blk, false);
+            for off in 1..=pg_sys::PageGetMaxOffsetNumber(b.page()) {
+                if let Some(t) = item(b.page(), off).filter(|t| tuple::is_element(t)) {
+                    let e = Element(t);
+                    if !e.deleted() {
+                        f(tuple::id(blk, off), &e);
+                    }
+                }
             }
         }
     }

@@ -24,6 +24,11 @@ pub const LISTS: u8 = 4;
 /// An f32 vector stored as f16 because every element is exactly an f16 (pixel values, say):
 /// half the bytes to read per distance, and no value changes.
 pub const PACKED: u8 = 8;
+
+/// Whether a vector packs: every element is exactly an f16.
+pub fn packs(v: impl IntoIterator<Item = f32>) -> bool {
+    v.into_iter().all(|x| half::f16::from_f32(x).to_f32() == x)
+}
 pub const SLOT: usize = 12;
 /// No separate neighbour tuple: the lists are inline.
 pub const INLINE: u64 = u64::MAX;

@@ -6,20 +6,16 @@
 //!    the index.
 
 use super::graph::capacity;
-use super::page::{self, item, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
-use super::search::{distance_to, neighbours_of, vector_of, with_element, IdSet};
-use super::tuple::{self, block_of, offset_of, Element, Id};
+use super::page::{self, blocks, item, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
+use super::search::{distance_to, for_each_live, neighbours_of, vector_of, with_element, with_list, IdSet};
+use super::tuple::{self, block_of, Element, Id};
 use crate::types::datum::Element as Elem;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-pub unsafe fn blocks(index: pg_sys::Relation) -> u32 {
-    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) }
-}
-
 /// Element ids on a page, read under a share lock.
-pub unsafe fn elements_on(index: pg_sys::Relation, blk: u32) -> Vec<Id> {
+unsafe fn elements_on(index: pg_sys::Relation, blk: u32) -> Vec<Id> {
     unsafe {
         let b = Locked::read(index, blk, false);
         let max = pg_sys::PageGetMaxOffsetNumber(b.page());
@@ -73,11 +69,12 @@ unsafe fn mark(info: *mut pg_sys::IndexVacuumInfo, stats: *mut pg_sys::IndexBulk
     (deleted, lists)
 }
 
-/// Pass 2 for one element: replaces its edges to deleted elements on every layer.
-unsafe fn repair<T: Elem>(index: pg_sys::Relation, meta: &Meta, id: Id, deleted: &IdSet) {
+/// Pass 2 for one element: replaces its edges to deleted elements on every layer. Returns the
+/// element's level (None when it is gone).
+unsafe fn repair<T: Elem>(index: pg_sys::Relation, meta: &Meta, id: Id, deleted: &IdSet) -> Option<usize> {
     let m = meta.m as usize;
     unsafe {
-        let Some((level, v, lists_at)) = with_element(index, id, |e| (e.level(), vector_of::<T>(&e, m), e.separate().unwrap_or(id))) else { return };
+        let (level, v) = with_element(index, id, |e| (e.level(), vector_of::<T>(&e, m)))?;
         for layer in 0..=level {
             let ns = neighbours_of(index, m, id, layer);
             if !ns.iter().any(|(n, _)| deleted.contains(n)) {
@@ -102,21 +99,19 @@ unsafe fn repair<T: Elem>(index: pg_sys::Relation, meta: &Meta, id: Id, deleted:
             pool.sort_by(|a, b| a.1.total_cmp(&b.1));
             pool.truncate(capacity(layer, m));
             // Write under the lock, keeping edges inserts added since the read.
-            let b = Locked::read(index, block_of(lists_at), true);
-            let x = Xlog::start(index);
-            let page = x.register(b.buf, false);
-            let Some(t) = item(page, offset_of(lists_at)) else { return x.abort() };
-            let lists = if lists_at == id { tuple::inline_lists_mut(t, m) } else { tuple::lists_body(t) };
-            let mut now: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer).filter(|(n, _)| !deleted.contains(n)).collect();
-            for p in pool {
-                if !now.iter().any(|q| q.0 == p.0) {
-                    now.push(p);
+            with_list(index, m, id, layer, |lists, level| {
+                let mut now: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer).filter(|(n, _)| !deleted.contains(n)).collect();
+                for p in pool {
+                    if !now.iter().any(|q| q.0 == p.0) {
+                        now.push(p);
+                    }
                 }
-            }
-            now.sort_by(|a, b| a.1.total_cmp(&b.1));
-            tuple::set_neighbours(lists, level, m, layer, &now);
-            x.finish();
+                now.sort_by(|a, b| a.1.total_cmp(&b.1));
+                tuple::set_neighbours(lists, level, m, layer, &now);
+                true
+            });
         }
+        Some(level)
     }
 }
 
@@ -166,10 +161,10 @@ unsafe fn bulk_delete<T: Elem>(info: *mut pg_sys::IndexVacuumInfo, stats: *mut p
                 if deleted.contains(&id) {
                     continue;
                 }
-                repair::<T>(index, &meta, id, &deleted);
-                let level = with_element(index, id, |e| e.level()).unwrap_or(0);
-                if best.is_none_or(|(l, _)| level > l) {
-                    best = Some((level, id));
+                if let Some(level) = repair::<T>(index, &meta, id, &deleted) {
+                    if best.is_none_or(|(l, _)| level > l) {
+                        best = Some((level, id));
+                    }
                 }
             }
         }
@@ -218,13 +213,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(info: *mut pg_sys::IndexVacuumIn
         let stats = if stats.is_null() {
             // No bulk delete ran (nothing to remove): count the live elements.
             let s = new_stats(stats);
-            for blk in 1..blocks(index) {
-                for id in elements_on(index, blk) {
-                    if with_element(index, id, |e| !e.deleted()).unwrap_or(false) {
-                        (*s).num_index_tuples += 1.0;
-                    }
-                }
-            }
+            for_each_live(index, |_, _| (*s).num_index_tuples += 1.0);
             s
         } else {
             stats
