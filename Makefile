@@ -3,7 +3,8 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
-.PHONY: all setup build install test unit-test pgrx-test regress index-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
+# `web` is the search page (web/), started by `make demo`.
+.PHONY: all setup build install web test unit-test pgrx-test regress index-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -19,6 +20,7 @@ install: setup
 # Plain unit tests of the pgrx-free parts (kernels, text form, graph algorithm).
 unit-test: setup
 	cargo test --lib -- --skip pg_tests::
+	cargo test --release -p visual_search_web
 
 # #[pg_test]s inside a pgrx-managed PostgreSQL 15 (as root, the server runs as user postgres).
 pgrx-test: setup
@@ -27,11 +29,14 @@ pgrx-test: setup
 	  cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DIR)/data; \
 	else cargo pgrx test pg15; fi
 
+web: setup
+	cargo build --release -p visual_search_web
+
 regress: install
 	bash scripts/regress.sh
 
-# The demo end to end on 2,000 products with the shipped model.
-demo-test: install
+# The demo end to end on 2,000 products with the shipped model, and its search page in headless Chromium.
+demo-test: install web
 	bash scripts/demo_test.sh
 
 # vs_hnsw on a real server: recall on Fashion-MNIST, concurrent writers/readers, crash recovery.
@@ -40,10 +45,11 @@ index-test: install
 
 test: unit-test pgrx-test regress index-test demo-test
 
-demo: install
+demo: install web
 	bash scripts/demo.sh
 
 stop:
+	bash scripts/web.sh stop .demo
 	bash scripts/pgcluster.sh stop .demo
 
 # vs_hnsw against pgvector's figures with the team's harness (about 10 minutes).

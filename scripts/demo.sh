@@ -70,4 +70,5 @@ done
 echo
 if [ -z "${VS_DEMO_CONNINFO:-}" ]; then
   echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to $DIR/conninfo; 'make stop' stops it)"
+  echo "[demo] search page: $(bash scripts/web.sh start "$DIR")  (upload a photo or click a product; 'make stop' stops it)"
 fi

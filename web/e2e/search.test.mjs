@@ -1,0 +1,114 @@
+// End-to-end test of the search page in headless Chromium: node search.test.mjs URL SNEAKER_PNG OUT_DIR
+// Prints one "web: ..." line per check that passed; exits non-zero at the first that fails.
+import { chromium } from 'playwright-core';
+import { deflateSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+
+const [url, sneaker, out] = process.argv.slice(2);
+if (!url || !sneaker || !out) throw new Error('usage: node search.test.mjs URL SNEAKER_PNG OUT_DIR');
+mkdirSync(out, { recursive: true });
+
+// A valid PNG of width×height grey pixels: tiny on disk, too many pixels for image_embed.
+function pixelBomb(width, height) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const sum = Buffer.alloc(4); sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; ihdr[9] = 0; // 8-bit greyscale
+  const raw = Buffer.alloc((width + 1) * height); // filter byte 0 + zero pixels per row
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+}
+
+const check = (ok, what, detail) => {
+  if (!ok) throw new Error(`${what}: ${detail}`);
+  console.log(`web: ${what} (${detail})`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  // The machine has no network beyond localhost: no background connections, no sandbox as root.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const results = page.locator('#results .card');
+  const categories = () => results.evaluateAll((cards) => cards.map((c) => c.dataset.category));
+  const searched = async (action) => {
+    await page.evaluate(() => { document.body.dataset.state = 'pending'; });
+    await action();
+    await page.waitForSelector('body[data-state=done]', { timeout: 60000 });
+  };
+  // Screenshots once every thumbnail has arrived.
+  const screenshot = async (name) => {
+    await page.waitForFunction(() => [...document.images].every((i) => i.complete), null, { timeout: 30000 });
+    await page.screenshot({ path: `${out}/${name}`, fullPage: true });
+  };
+
+  await page.goto(url);
+  await page.waitForSelector('body[data-state=ready]', { timeout: 30000 });
+  const options = await page.locator('#category option').count();
+  const catalogue = await page.locator('#catalogue .card').count();
+  check(options >= 3 && catalogue > 0, 'page loads the catalogue', `${options - 1} categories, ${catalogue} products to click`);
+
+  await searched(() => page.setInputFiles('#file', sneaker));
+  let found = await categories();
+  const sneakers = found.filter((c) => c === 'Sneaker').length;
+  await screenshot('web_search_sneaker.png');
+  check(found.length === 10 && sneakers >= 8, 'a sneaker photo finds sneakers',
+    `${sneakers} of the top ${found.length} are sneakers; screenshot ${out}/web_search_sneaker.png`);
+  const distances = await page.locator('#results .distance').allTextContents();
+  const values = distances.map((d) => parseFloat(d.replace('distance ', '')));
+  check(values.every((v, i) => i === 0 || values[i - 1] <= v), 'results are in distance order', values.slice(0, 3).join(', '));
+
+  await searched(() => page.selectOption('#n', '5'));
+  check((await results.count()) === 5, 'N selects how many', '5 results');
+
+  await searched(() => page.selectOption('#category', 'Sandal'));
+  found = await categories();
+  check(found.length === 5 && found.every((c) => c === 'Sandal'), 'the category filter applies', found.join(', '));
+  await searched(() => page.selectOption('#category', ''));
+
+  const first = page.locator('#catalogue .card').first();
+  const id = await first.getAttribute('data-id');
+  await searched(() => first.click());
+  const querySrc = await page.locator('#query img').getAttribute('src');
+  const ids = await results.evaluateAll((cards) => cards.map((c) => c.dataset.id));
+  check(querySrc === `/image/${id}` && ids.length === 5 && !ids.includes(id), 'clicking a product searches by it',
+    `product ${id} → ${ids.join(', ')}`);
+
+  const error = page.locator('#error');
+  await searched(() => page.setInputFiles('#file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo') }));
+  let message = await error.textContent();
+  check(await error.isVisible() && message.includes('22P03'), 'a non-image upload shows the database error', message);
+
+  await searched(() => page.setInputFiles('#file', { name: 'huge.png', mimeType: 'image/png', buffer: pixelBomb(10000, 10000) }));
+  message = await error.textContent();
+  check(await error.isVisible() && message.includes('54000'), 'a 100-megapixel upload is refused by the database', message);
+
+  await searched(() => page.setInputFiles('#file', { name: 'big.jpg', mimeType: 'image/jpeg', buffer: randomBytes(11 << 20) }));
+  message = await error.textContent();
+  await screenshot('web_search_error.png');
+  check(await error.isVisible() && message.includes('larger than'), 'an 11 MB upload is refused by the page', message);
+
+  await searched(() => page.setInputFiles('#file', sneaker));
+  check((await results.count()) === 5 && !(await error.isVisible()), 'the page works after the errors', 'sneaker again');
+} finally {
+  await browser.close();
+}

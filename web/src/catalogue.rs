@@ -1,0 +1,199 @@
+//! The catalogue as the page sees it: a few SQL statements over one table, run on a pool.
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::Serialize;
+use tokio_postgres::{error::SqlState, NoTls, Row};
+
+#[derive(Serialize)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub category: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct Category {
+    pub name: String,
+    pub products: i64,
+}
+
+/// What a search starts from: an uploaded photo or a product already in the catalogue.
+pub enum Query<'a> {
+    Photo(&'a [u8]),
+    Product(i64),
+}
+
+/// A failure as the page shows it: the database's own message and SQLSTATE where it has one.
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: Kind,
+    pub message: String,
+    pub sqlstate: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Kind {
+    /// The input was refused (undecodable or oversized image, unknown product).
+    BadInput,
+    NotFound,
+    /// The database could not be reached or failed on its own.
+    Unavailable,
+}
+
+impl Failure {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Failure { kind, message: message.into(), sqlstate: None }
+    }
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => {
+                let code = db.code().code();
+                // Class 22 (data exception) and 54 (limits exceeded) are what image_embed raises
+                // for a bad or oversized photo: the user's doing, not the server's.
+                let kind = if code.starts_with("22") || code.starts_with("54") || *db.code() == SqlState::UNDEFINED_OBJECT {
+                    Kind::BadInput
+                } else {
+                    Kind::Unavailable
+                };
+                let mut message = db.message().to_string();
+                if let Some(d) = db.detail() {
+                    message = format!("{message} ({d})");
+                }
+                Failure { kind, message, sqlstate: Some(code.to_string()) }
+            }
+            None => Failure::new(Kind::Unavailable, format!("database unavailable: {e}")),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Failure {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            e => Failure::new(Kind::Unavailable, format!("database unavailable: {e}")),
+        }
+    }
+}
+
+pub struct Catalogue {
+    pool: Pool,
+    table: String,
+}
+
+/// `name` or `schema.name` of plain lower-case identifiers, quoted for SQL.
+fn quote_table(table: &str) -> Result<String, String> {
+    let plain = |p: &str| {
+        !p.is_empty()
+            && p.len() < 64
+            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !p.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let parts: Vec<&str> = table.split('.').collect();
+    if parts.len() > 2 || !parts.iter().all(|p| plain(p)) {
+        return Err(format!("--table {table:?}: expected name or schema.name in lower case"));
+    }
+    Ok(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
+}
+
+impl Catalogue {
+    pub async fn connect(conninfo: &str, table: &str, size: usize) -> Result<Self, String> {
+        let mut config: tokio_postgres::Config = conninfo.parse().map_err(|e| format!("--db: {e}"))?;
+        // Custom plans always: a generic plan cannot see the LIMIT and may sort the whole table
+        // instead of asking the vs_hnsw index.
+        config.options("-c plan_cache_mode=force_custom_plan -c statement_timeout=30s");
+        config.application_name("visual_search_web");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(size.max(1)).build().map_err(|e| e.to_string())?;
+        let catalogue = Catalogue { pool, table: quote_table(table)? };
+        // Fail at start, not on the first visitor, when the database or table is not there.
+        let client = catalogue.pool.get().await.map_err(|e| Failure::from(e).message)?;
+        let sql = format!("SELECT id, name, category, image, embedding FROM {} LIMIT 0", catalogue.table);
+        client.query(&sql, &[]).await.map_err(|e| Failure::from(e).message)?;
+        Ok(catalogue)
+    }
+
+    pub async fn categories(&self) -> Result<Vec<Category>, Failure> {
+        let sql = format!("SELECT category, count(*) FROM {} GROUP BY 1 ORDER BY 1", self.table);
+        let rows = self.pool.get().await?.query(&sql, &[]).await?;
+        Ok(rows.iter().map(|r| Category { name: r.get(0), products: r.get(1) }).collect())
+    }
+
+    /// Random products to click on, optionally of one category.
+    pub async fn sample(&self, category: Option<&str>, n: i64) -> Result<Vec<Product>, Failure> {
+        let sql = format!(
+            "SELECT id::bigint, name, category FROM {} WHERE ($1::text IS NULL OR category = $1)
+             ORDER BY random() LIMIT $2",
+            self.table
+        );
+        let rows = self.pool.get().await?.query(&sql, &[&category, &n]).await?;
+        Ok(rows.iter().map(product).collect())
+    }
+
+    /// The `n` products nearest to the query, nearest first. The query vector is a scalar
+    /// subquery, evaluated once, and ORDER BY names the distance column so that the vs_hnsw
+    /// index answers (a product never lists itself).
+    pub async fn similar(&self, query: Query<'_>, category: Option<&str>, n: i64) -> Result<Vec<Product>, Failure> {
+        let client = self.pool.get().await?;
+        let filter = "($2::text IS NULL OR category = $2)";
+        let t = &self.table;
+        let rows = match query {
+            Query::Photo(bytes) => {
+                let sql = format!(
+                    "SELECT id::bigint, name, category, embedding <-> (SELECT image_embed($1::bytea)) AS distance
+                     FROM {t} WHERE {filter} ORDER BY distance LIMIT $3"
+                );
+                client.query(&sql, &[&bytes, &category, &n]).await?
+            }
+            Query::Product(id) => {
+                let sql = format!("SELECT embedding IS NOT NULL FROM {t} WHERE id = $1::bigint");
+                match client.query_opt(&sql, &[&id]).await? {
+                    Some(r) if r.get::<_, bool>(0) => {}
+                    Some(_) => return Err(Failure::new(Kind::NotFound, format!("product {id} has no vector yet"))),
+                    None => return Err(Failure::new(Kind::NotFound, format!("no product {id}"))),
+                }
+                let sql = format!(
+                    "SELECT id::bigint, name, category,
+                            embedding <-> (SELECT embedding FROM {t} WHERE id = $1::bigint) AS distance
+                     FROM {t} WHERE {filter} AND id <> $1::bigint ORDER BY distance LIMIT $3"
+                );
+                client.query(&sql, &[&id, &category, &n]).await?
+            }
+        };
+        Ok(rows.iter().map(product).collect())
+    }
+
+    pub async fn photo(&self, id: i64) -> Result<Vec<u8>, Failure> {
+        let sql = format!("SELECT image FROM {} WHERE id = $1::bigint", self.table);
+        match self.pool.get().await?.query_opt(&sql, &[&id]).await? {
+            Some(r) => Ok(r.get(0)),
+            None => Err(Failure::new(Kind::NotFound, format!("no product {id}"))),
+        }
+    }
+}
+
+fn product(r: &Row) -> Product {
+    Product {
+        id: r.get(0),
+        name: r.get(1),
+        category: r.get(2),
+        distance: if r.len() > 3 { r.get(3) } else { None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_table;
+
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        assert_eq!(quote_table("products").unwrap(), "\"products\"");
+        assert_eq!(quote_table("shop.items_2").unwrap(), "\"shop\".\"items_2\"");
+        for bad in ["", "a.b.c", "Products", "x; DROP TABLE y", "1abc", "a-b"] {
+            assert!(quote_table(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `visual_search_web`: one page to search the catalogue by photo. It holds no model and no
+//! vectors: every answer is one SQL query (`image_embed` + `ORDER BY … LIMIT`) to the database.
+mod catalogue;
+mod routes;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: visual_search_web --db CONNINFO [--listen 127.0.0.1:8088] [--table products]
+                         [--max-upload-mb 10] [--pool 4]
+The table needs columns id, name, category, image (bytea) and embedding (embedding or halfembedding).";
+
+pub struct Options {
+    db: String,
+    listen: SocketAddr,
+    table: String,
+    max_upload: usize,
+    pool: usize,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut o = Options {
+        db: std::env::var("VS_WEB_DB").unwrap_or_default(),
+        listen: ([127, 0, 0, 1], 8088).into(),
+        table: "products".into(),
+        max_upload: 10 << 20,
+        pool: 4,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--db" => o.db = value()?,
+            "--listen" => o.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--table" => o.table = value()?,
+            "--max-upload-mb" => {
+                let mb: usize = value()?.parse().map_err(|e| format!("--max-upload-mb: {e}"))?;
+                o.max_upload = mb.clamp(1, 1024) << 20;
+            }
+            "--pool" => o.pool = value()?.parse().map_err(|e| format!("--pool: {e}"))?,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.db.is_empty() {
+        return Err("--db (or VS_WEB_DB) is required".into());
+    }
+    // The page runs searches for whoever reaches it; it is meant for the shop's own machine.
+    if !o.listen.ip().is_loopback() {
+        return Err(format!("--listen {}: only loopback addresses are allowed", o.listen));
+    }
+    Ok(o)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let opts = match parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("visual_search_web: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let catalogue = match catalogue::Catalogue::connect(&opts.db, &opts.table, opts.pool).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("visual_search_web: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(opts.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("visual_search_web: cannot listen on {}: {e}", opts.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("visual_search_web: listening on http://{}/", listener.local_addr().map_or(opts.listen, |a| a));
+    let app = routes::router(catalogue, opts.max_upload);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        eprintln!("visual_search_web: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn only_loopback_addresses() {
+        assert!(parse(args(&["--db", "x", "--listen", "127.0.0.1:9000"])).is_ok());
+        assert!(parse(args(&["--db", "x", "--listen", "[::1]:9000"])).is_ok());
+        let e = parse(args(&["--db", "x", "--listen", "0.0.0.0:9000"])).err().unwrap();
+        assert!(e.contains("only loopback"), "{e}");
+    }
+
+    #[test]
+    fn upload_limit_in_megabytes() {
+        let o = parse(args(&["--db", "x", "--max-upload-mb", "3"])).ok().unwrap();
+        assert_eq!(o.max_upload, 3 << 20);
+        assert!(parse(args(&["--db", "x", "--bogus"])).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+// The page's behaviour: every search is one request, answered by one SQL query.
+const $ = (id) => document.getElementById(id);
+let query = null; // {photo: File} or {product: {id, name}}
+
+function card(p) {
+  const li = document.createElement('li');
+  li.className = 'card';
+  li.dataset.id = p.id;
+  li.dataset.category = p.category;
+  li.title = 'find products like this one';
+  const img = document.createElement('img');
+  img.src = `/image/${p.id}`;
+  img.alt = p.name;
+  li.append(img);
+  for (const [cls, text] of [['name', p.name], ['category', p.category],
+                             ['distance', p.distance == null ? '' : `distance ${p.distance.toFixed(3)}`]]) {
+    const div = document.createElement('div');
+    div.className = cls;
+    div.textContent = text;
+    li.append(div);
+  }
+  li.addEventListener('click', () => search({ product: p }));
+  return li;
+}
+
+function showError(message) {
+  $('error').textContent = message;
+  $('error').hidden = !message;
+}
+
+async function call(url, options) {
+  const response = await fetch(url, options);
+  const body = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
+  if (!response.ok) {
+    const code = body.sqlstate ? ` (SQLSTATE ${body.sqlstate})` : '';
+    throw new Error(`${body.error}${code}`);
+  }
+  return body;
+}
+
+function filterParams() {
+  const params = new URLSearchParams({ n: $('n').value });
+  if ($('category').value) params.set('category', $('category').value);
+  return params;
+}
+
+async function search(q) {
+  query = q;
+  showError('');
+  const img = $('query').querySelector('img');
+  if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+  if (q.photo) {
+    img.dataset.url = img.src = URL.createObjectURL(q.photo);
+    $('query').querySelector('figcaption').textContent = q.photo.name;
+  } else {
+    delete img.dataset.url;
+    img.src = `/image/${q.product.id}`;
+    $('query').querySelector('figcaption').textContent = q.product.name;
+  }
+  $('status').textContent = 'searching…';
+  $('results').replaceChildren();
+  $('answer').hidden = false;
+  document.body.dataset.state = 'searching';
+  const started = performance.now();
+  try {
+    const found = q.photo
+      ? await call(`/api/search?${filterParams()}`, { method: 'POST', body: q.photo,
+                                                      headers: { 'Content-Type': 'application/octet-stream' } })
+      : await call(`/api/similar/${q.product.id}?${filterParams()}`);
+    $('results').replaceChildren(...found.map(card));
+    const ms = Math.round(performance.now() - started);
+    $('status').textContent = `${found.length} most similar products (${ms} ms)`;
+  } catch (e) {
+    $('answer').hidden = true;
+    showError(`The search failed: ${e.message}`);
+  }
+  document.body.dataset.state = 'done';
+}
+
+async function loadCatalogue() {
+  const params = new URLSearchParams({ n: 24 });
+  if ($('category').value) params.set('category', $('category').value);
+  try {
+    $('catalogue').replaceChildren(...(await call(`/api/products?${params}`)).map(card));
+  } catch (e) {
+    showError(`The catalogue could not be read: ${e.message}`);
+  }
+}
+
+async function start() {
+  try {
+    for (const c of await call('/api/categories')) {
+      $('category').append(new Option(`${c.name} (${c.products})`, c.name));
+    }
+  } catch (e) {
+    showError(`The catalogue could not be read: ${e.message}`);
+  }
+  $('file').addEventListener('change', () => { if ($('file').files[0]) search({ photo: $('file').files[0] }); });
+  const drop = $('drop');
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    if (e.dataTransfer.files[0]) search({ photo: e.dataTransfer.files[0] });
+  });
+  for (const id of ['category', 'n']) $(id).addEventListener('change', () => { if (query) search(query); });
+  $('category').addEventListener('change', loadCatalogue);
+  $('shuffle').addEventListener('click', loadCatalogue);
+  await loadCatalogue();
+  document.body.dataset.state = 'ready';
+}
+
+start();
