@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# vs_hnsw against a real server, beyond pg_regress: recall on Fashion-MNIST, concurrent writers
-# and readers, and a SIGKILL of the whole server during inserts followed by WAL recovery.
+# vs_hnsw against a real server, beyond pg_regress: a parallel build on PostgreSQL's workers (and
+# its cancel), recall on Fashion-MNIST, concurrent writers and readers, a SIGKILL of the whole
+# server during inserts followed by WAL recovery, and a streaming replica.
 # Part of `make test`; prints "index_test: N passed, 0 failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=/tmp/visual_search_index_test
+dir=${VS_INDEX_TEST_DIR:-/tmp/visual_search_index_test}
 bash scripts/pgcluster.sh destroy "$dir"
 bash scripts/pgcluster.sh start "$dir" >/dev/null
 conn=$(cat "$dir/conninfo")
@@ -21,7 +22,54 @@ q -c "CREATE TABLE fm AS SELECT id, pixels::embedding(784) AS v FROM products WH
   -c "CREATE TABLE fm_test AS SELECT id, pixels::embedding(784) AS v FROM products WHERE split = 'test' ORDER BY id LIMIT 100" \
   -c "DROP TABLE products" -c "ANALYZE"
 
-# 1. Recall@10 at ef_search 40 against exact results: 10,000 images, 100 test queries.
+# 1. Parallel build: PostgreSQL parallel workers share the graph's batches with the leader
+#     (max_parallel_maintenance_workers), seen in pg_stat_activity while the progress view goes
+#     through its phases; the index is as good and as complete as the serial one.
+q -c "ALTER TABLE fm SET (parallel_workers = 2)"
+watch=$(mktemp)
+( while [ ! -s "$watch.stop" ]; do
+    q -c "SELECT 'worker:' || count(*) FROM pg_stat_activity a JOIN pg_stat_progress_create_index p ON a.leader_pid = p.pid
+            WHERE a.backend_type = 'parallel worker'" \
+      -c "SELECT 'phase:' || phase || ':' || tuples_done FROM pg_stat_progress_create_index WHERE relid = 'fm'::regclass" 2>/dev/null
+  done > "$watch" ) &
+watcher=$!
+q -c "SET max_parallel_maintenance_workers = 2" -c "SET maintenance_work_mem = '256MB'" \
+  -c "CREATE INDEX fm_v_par ON fm USING vs_hnsw (v embedding_l2_ops)"
+echo done > "$watch.stop"; wait "$watcher"
+workers=$(grep -o 'worker:[0-9]*' "$watch" | cut -d: -f2 | sort -n | tail -1)
+echo "index_test: during the parallel build: up to ${workers:-0} parallel workers; phases seen: $(grep '^phase:' "$watch" | sed 's/^phase://; s/:[0-9]*$//' | sort -u | paste -sd';' -)"
+check "the parallel build ran on PostgreSQL parallel workers" t "$([ "${workers:-0}" -ge 1 ] && echo t || echo f)"
+check "pg_stat_progress_create_index showed the graph being loaded, with tuple counts" t \
+  "$(grep -q 'phase:building index: loading tuples into the graph:[1-9]' "$watch" && echo t || echo f)"
+rm -f "$watch" "$watch.stop"
+par_recall=$(q -c "SET enable_seqscan = off" -c "
+  SELECT round(avg(hits) / 10, 3) FROM (
+    SELECT (SELECT count(*) FROM (SELECT id FROM fm ORDER BY v <-> t.v LIMIT 10) a
+            WHERE a.id IN (SELECT id FROM fm ORDER BY (v <-> t.v) + 0 LIMIT 10)) AS hits
+    FROM fm_test t) s")
+echo "index_test: recall@10 at ef_search 40 of the parallel build: $par_recall"
+check "parallel build: recall@10 >= 0.95" t "$(q -c "SELECT $par_recall >= 0.95")"
+check "parallel build: every row in the index exactly once" t "$(q -c "SELECT (SELECT count(*) FROM unnest(visual_search.vs_hnsw_heap_tids('fm_v_par'))) = (SELECT count(*) FROM fm)")"
+q -c "DROP INDEX fm_v_par"
+# A cancel while the workers are at work (sent as soon as one shows in pg_stat_activity) ends the
+# build with an ERROR: no crash, no worker left behind, no index.
+out=$(mktemp)
+q -c "SET max_parallel_maintenance_workers = 2" \
+  -c "CREATE INDEX fm_v_cancel ON fm USING vs_hnsw (v embedding_l2_ops) WITH (m = 48, ef_construction = 800)" > "$out" 2>&1 &
+builder=$!
+for _ in $(seq 300); do
+  [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'")" -ge 1 ] && break
+  sleep 0.1
+done
+q -c "SELECT pg_cancel_backend(leader_pid) FROM pg_stat_activity WHERE backend_type = 'parallel worker' LIMIT 1" >/dev/null
+wait "$builder" || true
+check "a cancelled parallel build fails with an ERROR" 1 "$(grep -c 'canceling statement due to user request' "$out")"
+rm -f "$out"
+sleep 1
+check "after the cancel: no parallel worker left, no index, the server up" "0|none" \
+  "$(q -c "SELECT count(*) || '|' || coalesce(to_regclass('fm_v_cancel')::text, 'none') FROM pg_stat_activity WHERE backend_type = 'parallel worker'")"
+
+# 1b. Recall@10 at ef_search 40 against exact results: 10,000 images, 100 test queries.
 q -c "CREATE INDEX fm_v ON fm USING vs_hnsw (v embedding_l2_ops)"
 recall=$(q -c "SET enable_seqscan = off" -c "
   SELECT round(avg(hits) / 10, 3) FROM (
@@ -89,9 +137,9 @@ check "inserts go on after recovery" "60000" "$(q -c "SET enable_seqscan = off" 
 
 # 4. A streaming replica (pg_basebackup) replays the index's WAL: after inserts, deletes and a
 #    VACUUM on the primary, the standby's index answers as the primary's.
-PGBIN=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
+PGBIN=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -i PATH=/usr/bin:/bin "$@"; else env -i PATH=/usr/bin:/bin "$@"; fi; }
-sdir=/tmp/visual_search_index_test_standby
+sdir=${dir}_standby
 [ -f "$sdir/data/postmaster.pid" ] && as_owner "$PGBIN/pg_ctl" -D "$sdir/data" -m immediate stop >/dev/null 2>&1 || true
 rm -rf "$sdir"; mkdir -p "$sdir"; [ "$(id -u)" = 0 ] && chown postgres "$sdir"
 read -r phost pport < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conninfo")

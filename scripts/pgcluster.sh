@@ -7,7 +7,7 @@
 # clean environment: no LD_LIBRARY_PATH, so the extension must find libtorch by its rpath.
 set -euo pipefail
 cmd=${1:?start|stop|destroy}; dir=${2:?cluster folder}
-PGBIN=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
+PGBIN=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
 
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -i PATH=/usr/bin:/bin "$@"; else env -i PATH=/usr/bin:/bin "$@"; fi

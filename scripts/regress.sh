@@ -6,7 +6,7 @@ dir=.regress
 bash scripts/pgcluster.sh start "$dir" >/dev/null
 trap 'bash scripts/pgcluster.sh stop "$dir"' EXIT
 read -r host port < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conninfo")
-PGXS=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")
+PGXS=$(dirname "$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --pgxs)")
 schedule=pg_test/schedule
 mkdir -p "$dir/out"
 # Test data where the server (user postgres) can read it, at a fixed path so that error messages

@@ -144,3 +144,49 @@ INSERT INTO hn_scratch VALUES ('[5,6]');
 SELECT e FROM hn_scratch ORDER BY e <-> '[0,0]' LIMIT 5;
 REINDEX TABLE hn_items;
 SELECT count(*) AS after_reindex FROM (SELECT id FROM hn_items ORDER BY e <-> '[1,1,1,1,1,1,1,1]' LIMIT 5) s;
+
+-- Vectors of different dimensions in a column without a typmod: the build stops with an error
+-- raised inside the heap scan, and the session goes on.
+CREATE TABLE hn_mixed (e embedding);
+INSERT INTO hn_mixed VALUES ('[1,2]'), ('[1,2,3]');
+SELECT outcome($$CREATE INDEX ON hn_mixed USING vs_hnsw (e embedding_l2_ops)$$);
+SELECT count(*) AS still_here FROM hn_mixed;
+
+-- A parallel build on PostgreSQL's workers gives exactly the graph that the leader alone builds
+-- (max_parallel_workers = 0: no worker can start), for f16-exact (L2 on integers) and f32
+-- (cosine) vectors alike: the same answers at a narrow beam.
+CREATE TABLE hn_par (id int, e embedding(16)) WITH (parallel_workers = 2);
+INSERT INTO hn_par SELECT i, ARRAY(SELECT round(50 * sin(i * j * 0.37)) FROM generate_series(1, 16) j)::embedding
+  FROM generate_series(1, 4000) i;
+CREATE TABLE hn_par_q AS SELECT i AS qid, ARRAY(SELECT round(50 * cos(i * j * 0.11)) FROM generate_series(1, 16) j)::embedding AS q
+  FROM generate_series(1, 50) i;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_maintenance_workers = 2;
+SET vs_hnsw.ef_search = 10;
+SET enable_seqscan = off;
+CREATE FUNCTION hn_par_answers(metric text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text;
+BEGIN
+  IF metric = 'l2' THEN
+    SELECT string_agg(ids, ';' ORDER BY qid) INTO r FROM (SELECT qid, (SELECT string_agg(id::text, ',') FROM
+      (SELECT id FROM hn_par ORDER BY e <-> q LIMIT 5) s) ids FROM hn_par_q) t;
+  ELSE
+    SELECT string_agg(ids, ';' ORDER BY qid) INTO r FROM (SELECT qid, (SELECT string_agg(id::text, ',') FROM
+      (SELECT id FROM hn_par ORDER BY e <=> q LIMIT 5) s) ids FROM hn_par_q) t;
+  END IF;
+  RETURN r;
+END $$;
+CREATE INDEX hn_par_l2 ON hn_par USING vs_hnsw (e embedding_l2_ops);
+CREATE INDEX hn_par_cos ON hn_par USING vs_hnsw (e embedding_cosine_ops);
+CREATE TABLE hn_par_answers AS SELECT hn_par_answers('l2') AS l2, hn_par_answers('cos') AS cos;
+DROP INDEX hn_par_l2, hn_par_cos;
+SET max_parallel_workers = 0;
+CREATE INDEX hn_par_l2 ON hn_par USING vs_hnsw (e embedding_l2_ops);
+CREATE INDEX hn_par_cos ON hn_par USING vs_hnsw (e embedding_cosine_ops);
+SELECT l2 = hn_par_answers('l2') AS same_l2, cos = hn_par_answers('cos') AS same_cosine,
+       length(l2) > 500 AS answered FROM hn_par_answers;
+RESET max_parallel_workers;
+RESET max_parallel_maintenance_workers;
+RESET min_parallel_table_scan_size;
+RESET vs_hnsw.ef_search;
+RESET enable_seqscan;

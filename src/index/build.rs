@@ -1,9 +1,11 @@
 //! CREATE INDEX: the heap's vectors go into an in-memory `graph::Graph` while it fits in
 //! maintenance_work_mem; the graph is then written out page by page (one full-page WAL record
-//! per page), and whatever rows remain are inserted on disk as ordinary inserts do.
+//! per page), and whatever rows remain are inserted on disk as ordinary inserts do. With
+//! parallel workers planned, batches of rows go in on PostgreSQL's workers (`parallel`).
 
 use super::am::{self, encode, prepare, PHASE_LOAD, PHASE_WRITE};
-use super::graph::{Graph, Params};
+use super::graph::{Graph, Params, Threads};
+use super::parallel::Workers;
 use super::page::{self, add_item, init_meta, item_room, page_capacity, Meta, META_BLOCK};
 use super::tuple::{self, Id};
 use crate::types::datum::Element;
@@ -18,10 +20,15 @@ struct State<T> {
     graph: Option<Graph>,
     params: Params,
     in_memory: bool,
-    /// Vectors waiting to go into the graph as one parallel batch, and the threads for it
+    /// Vectors waiting to go into the graph as one parallel batch, and the processes for it
     /// (the leader and max_parallel_maintenance_workers, as PostgreSQL plans them).
     pending: Vec<f32>,
     threads: usize,
+    /// The parallel workers, once the graph is big enough to share the work (see `parallel`).
+    workers: Option<Workers>,
+    workers_tried: bool,
+    /// Rows the heap is expected to hold (pg_class.reltuples), to size the workers' memory.
+    expected: usize,
     heap_tids: Vec<[u8; 6]>,
     limit: usize,
     tuples: f64,
@@ -37,6 +44,9 @@ pub unsafe fn heap_tid_bytes(tid: pg_sys::ItemPointer) -> [u8; 6] {
     unsafe { std::ptr::read_unaligned(tid as *const [u8; 6]) }
 }
 
+// Called from the heap scan's C code: an ERROR raised in here (a vector of another dimension, a
+// cancel while waiting for the workers) must leave as PostgreSQL's longjmp, not a Rust unwind.
+#[pg_guard]
 unsafe extern "C-unwind" fn callback<T: Element>(
     _index: pg_sys::Relation,
     tid: pg_sys::ItemPointer,
@@ -88,7 +98,17 @@ const BATCH: usize = 512;
 fn insert_pending<T>(st: &mut State<T>) {
     if let Some(g) = st.graph.as_mut() {
         if !st.pending.is_empty() {
-            g.insert_batch(&st.pending, crate::embed::pool(st.threads));
+            // Workers once the graph has left its first, one-node-at-a-time thousand.
+            if st.threads > 1 && !st.workers_tried && g.len() >= 1000 {
+                st.workers_tried = true;
+                let room = st.limit / node_bytes(g.dim, st.meta.m as usize);
+                let cap = if st.expected > 0 { (st.expected + st.expected / 8 + 4 * BATCH).min(room) } else { room };
+                st.workers = unsafe { Workers::start(g, st.threads - 1, cap, BATCH) };
+            }
+            match st.workers.as_mut() {
+                Some(w) => g.insert_batch(&st.pending, w),
+                None => g.insert_batch(&st.pending, &mut Threads(crate::embed::pool(st.threads))),
+            }
         }
     }
     st.pending.clear();
@@ -98,6 +118,9 @@ fn insert_pending<T>(st: &mut State<T>) {
 /// the graph.
 unsafe fn flush<T: Element>(st: &mut State<T>) {
     insert_pending(st);
+    if let Some(w) = st.workers.take() {
+        unsafe { w.finish() };
+    }
     let mut graph = st.graph.take().unwrap_or_else(|| Graph::new(st.meta.dim as usize, am::graph_metric(st.meta.metric), st.params));
     graph.finish();
     st.in_memory = false;
@@ -220,6 +243,9 @@ unsafe fn build<T: Element>(heap: pg_sys::Relation, index: pg_sys::Relation, inf
             in_memory: true,
             pending: Vec::new(),
             threads: 1 + pg_sys::plan_create_index_workers((*heap).rd_id, (*index).rd_id).max(0) as usize,
+            workers: None,
+            workers_tried: false,
+            expected: (*(*heap).rd_rel).reltuples.max(0.0) as usize,
             heap_tids: Vec::new(),
             limit: pg_sys::maintenance_work_mem as usize * 1024,
             tuples: 0.0,

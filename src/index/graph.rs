@@ -155,6 +155,12 @@ pub fn max_level(m: usize) -> usize {
     (4000usize.saturating_sub(layer0) / above).min(16)
 }
 
+/// How far a list may run over `max` between prunings in a build: one pruning (~500 distances)
+/// per few edges instead of one per edge.
+pub fn overrun(max: usize) -> usize {
+    max / 4
+}
+
 /// Neighbours a node keeps on `layer`: 2m on layer 0, m above.
 pub fn capacity(layer: usize, m: usize) -> usize {
     if layer == 0 { 2 * m } else { m }
@@ -173,38 +179,206 @@ fn huge_pages<T>(v: &Vec<T>) {
     }
 }
 
-/// The in-memory graph seen from one query.
-struct InMemory<'a> {
-    graph: &'a Graph,
+/// A graph's vectors, borrowed: from the in-memory `Graph` or from its copy in shared memory.
+#[derive(Clone, Copy)]
+pub enum StoreRef<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl StoreRef<'_> {
+    fn at(dim: usize, id: u32) -> std::ops::Range<usize> {
+        id as usize * dim..(id as usize + 1) * dim
+    }
+
+    pub fn vector(self, dim: usize, id: u32) -> std::borrow::Cow<'static, [f32]> {
+        match self {
+            StoreRef::F32(s) => std::borrow::Cow::Owned(s[Self::at(dim, id)].to_vec()),
+            StoreRef::F16(s) => std::borrow::Cow::Owned(s[Self::at(dim, id)].iter().map(|x| x.to_f32()).collect()),
+        }
+    }
+
+    /// Distance from `q` to node `id`, possibly stopping early above `bound`.
+    fn dist(self, dim: usize, metric: Metric, q: &[f32], id: u32, bound: f32) -> f32 {
+        let at = Self::at(dim, id);
+        match (self, metric) {
+            (StoreRef::F32(s), m) => m.distance_bounded(q, &s[at], bound),
+            (StoreRef::F16(s), Metric::L2) => kernels::mixed_bounded(q, &s[at], false, bound),
+            (StoreRef::F16(s), Metric::InnerProduct) => -kernels::mixed_bounded(q, &s[at], true, bound),
+            (StoreRef::F16(s), m) => m.distance(q, &s[at].iter().map(|x| x.to_f32()).collect::<Vec<f32>>()),
+        }
+    }
+
+    /// Distance between two nodes, possibly stopping early above `bound`.
+    fn between(self, dim: usize, metric: Metric, a: u32, b: u32, bound: f32) -> f32 {
+        let (ra, rb) = (Self::at(dim, a), Self::at(dim, b));
+        match (self, metric) {
+            (StoreRef::F32(s), m) => m.distance_bounded(&s[ra], &s[rb], bound),
+            (StoreRef::F16(s), Metric::L2) => kernels::f16_bounded(&s[ra], &s[rb], false, bound),
+            (StoreRef::F16(s), Metric::InnerProduct) => -kernels::f16_bounded(&s[ra], &s[rb], true, f32::INFINITY),
+            (StoreRef::F16(s), Metric::Cosine) => kernels::cosine_distance(&s[ra], &s[rb]) as f32,
+        }
+    }
+
+    /// Starts loading the first cache lines of these nodes' vectors: a beam reads them next, and
+    /// their misses then overlap instead of coming one by one (the build is bound by them).
+    fn prefetch(self, dim: usize, ids: &[u32]) {
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let (base, size) = match self {
+                StoreRef::F32(s) => (s.as_ptr() as *const i8, 4),
+                StoreRef::F16(s) => (s.as_ptr() as *const i8, 2),
+            };
+            let bytes = dim * size;
+            for &id in ids {
+                let p = base.add(id as usize * bytes);
+                for line in (0..bytes.min(512)).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(p.add(line));
+                }
+            }
+        }
+    }
+}
+
+/// What a batch insert reads of a graph: the in-memory `Graph`, or its copy in shared memory
+/// that PostgreSQL's parallel workers read (`mirror.rs`). Both give the same answers.
+pub trait View: Sync {
+    fn dim(&self) -> usize;
+    fn metric(&self) -> Metric;
+    fn m(&self) -> usize;
+    /// Nodes there are.
+    fn size(&self) -> usize;
+    fn store(&self) -> StoreRef<'_>;
+    fn neighbours_into(&self, id: u32, layer: usize, out: &mut Vec<u32>);
+
+    fn dist(&self, q: &[f32], id: u32, bound: f32) -> f32 {
+        self.store().dist(self.dim(), self.metric(), q, id, bound)
+    }
+    fn between(&self, a: u32, b: u32, bound: f32) -> f32 {
+        self.store().between(self.dim(), self.metric(), a, b, bound)
+    }
+    fn select_ids(&self, candidates: &[Scored], max: usize) -> Vec<u32> {
+        select(candidates, max, |a, b, bound| self.between(a, b, bound)).into_iter().map(|s| s.1).collect()
+    }
+    /// `list` cut down to `max` neighbours of `n` by the selection heuristic.
+    fn pruned(&self, n: u32, list: &[u32], max: usize) -> Vec<u32> {
+        let mut scored: Vec<Scored> = list.iter().map(|&x| Scored(self.between(n, x, f32::INFINITY), x)).collect();
+        scored.sort();
+        self.select_ids(&scored, max)
+    }
+}
+
+/// A graph seen from one query.
+struct Walker<'a, V: View + ?Sized> {
+    view: &'a V,
     q: &'a [f32],
     visited: &'a mut Visited,
 }
 
-impl Walk for InMemory<'_> {
+impl<V: View + ?Sized> Walk for Walker<'_, V> {
     type Id = u32;
     fn first_visit(&mut self, id: u32) -> bool {
         self.visited.first(id)
     }
     fn neighbours(&mut self, id: u32, layer: usize, out: &mut Vec<u32>) {
-        out.extend_from_slice(&self.graph.neighbours[id as usize][layer]);
+        self.view.neighbours_into(id, layer, out);
     }
     fn distance(&mut self, id: u32, bound: f32) -> Option<f32> {
-        Some(self.graph.dist_bounded(self.q, id, bound))
+        Some(self.view.dist(self.q, id, bound))
     }
     fn prefetch(&mut self, ids: &[u32]) {
-        self.graph.prefetch(ids);
+        self.view.store().prefetch(self.view.dim(), ids);
+    }
+}
+
+/// A batch of nodes being inserted together: nodes `start..start + levels.len()`, their vectors
+/// already in the store, searching the graph as it was before the batch from `entry` (on `top`).
+pub struct Batch<'a> {
+    pub start: u32,
+    pub levels: &'a [usize],
+    pub entry: u32,
+    pub top: usize,
+    pub ef: usize,
+}
+
+/// The neighbour lists (one per layer) of the batch's node `i`: a beam search of the graph as
+/// it was, plus the batch's earlier nodes by brute force, then the selection heuristic.
+pub fn plan_node<V: View + ?Sized>(v: &V, visited: &mut Visited, b: &Batch, i: usize) -> Vec<Vec<u32>> {
+    let id = b.start + i as u32;
+    let q = v.store().vector(v.dim(), id);
+    let level = b.levels[i];
+    let mut ep = vec![Scored(v.dist(&q, b.entry, f32::INFINITY), b.entry)];
+    for layer in (level + 1..=b.top).rev() {
+        visited.start(v.size());
+        ep = beam(&mut Walker { view: v, q: &q, visited }, &ep, 1, layer);
+    }
+    let mut lists = vec![Vec::new(); level + 1];
+    for layer in (0..=level).rev() {
+        let mut found = if layer <= b.top {
+            visited.start(v.size());
+            ep = beam(&mut Walker { view: v, q: &q, visited }, &ep, b.ef, layer);
+            ep.clone()
+        } else {
+            Vec::new()
+        };
+        found.extend((0..i).filter(|&j| b.levels[j] >= layer).map(|j| Scored(v.dist(&q, b.start + j as u32, f32::INFINITY), b.start + j as u32)));
+        found.sort();
+        lists[layer] = v.select_ids(&found, capacity(layer, v.m()));
+    }
+    lists
+}
+
+/// Node `nb`'s list on `layer` with the reverse edges `new` added, pruned by the heuristic when
+/// it runs over by more than a quarter (see `Graph::insert`).
+pub fn merge_list<V: View + ?Sized>(v: &V, nb: u32, layer: usize, new: &[u32]) -> Vec<u32> {
+    let mut list = Vec::new();
+    v.neighbours_into(nb, layer, &mut list);
+    let old = list.len();
+    for &x in new {
+        if !list[..old].contains(&x) {
+            list.push(x);
+        }
+    }
+    let max = capacity(layer, v.m());
+    if list.len() > max + overrun(max) {
+        list = v.pruned(nb, &list, max);
+    }
+    list
+}
+
+/// Who does a batch's two parallel steps: threads of this process (`Threads`), or PostgreSQL's
+/// parallel workers reading a copy of the graph in shared memory (`index::parallel`).
+pub trait Team {
+    /// `plan_node` for every node of the batch, in order.
+    fn plan(&mut self, g: &Graph, b: &Batch) -> Vec<Vec<Vec<u32>>>;
+    /// `merge_list` for every (node, layer, new edges), in order.
+    fn merge(&mut self, g: &Graph, work: &[(u32, usize, Vec<u32>)]) -> Vec<Vec<u32>>;
+}
+
+/// A batch's steps on a rayon pool.
+pub struct Threads<'a>(pub &'a rayon::ThreadPool);
+
+impl Team for Threads<'_> {
+    fn plan(&mut self, g: &Graph, b: &Batch) -> Vec<Vec<Vec<u32>>> {
+        use rayon::prelude::*;
+        self.0.install(|| (0..b.levels.len()).into_par_iter().map_init(Visited::default, |vis, i| plan_node(g, vis, b, i)).collect())
+    }
+    fn merge(&mut self, g: &Graph, work: &[(u32, usize, Vec<u32>)]) -> Vec<Vec<u32>> {
+        use rayon::prelude::*;
+        self.0.install(|| work.par_iter().map(|(nb, layer, new)| merge_list(g, *nb, *layer, new)).collect())
     }
 }
 
 /// Visited marks by search generation, so a search clears nothing.
 #[derive(Default)]
-struct Visited {
+pub struct Visited {
     marks: Vec<u32>,
     generation: u32,
 }
 
 impl Visited {
-    fn start(&mut self, n: usize) {
+    pub fn start(&mut self, n: usize) {
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             self.marks.iter_mut().for_each(|v| *v = 0);
@@ -346,46 +520,25 @@ impl Graph {
         }
     }
 
-    /// Starts loading the first cache lines of these nodes' vectors: a beam reads them next, and
-    /// their misses then overlap instead of coming one by one (the build is bound by them).
-    fn prefetch(&self, ids: &[u32]) {
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let (base, size) = match &self.store {
-                Store::F32(s) => (s.as_ptr() as *const i8, 4),
-                Store::F16(s) => (s.as_ptr() as *const i8, 2),
-            };
-            let bytes = self.dim * size;
-            for &id in ids {
-                let p = base.add(id as usize * bytes);
-                for line in (0..bytes.min(512)).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(p.add(line));
-                }
-            }
+    fn store_ref(&self) -> StoreRef<'_> {
+        match &self.store {
+            Store::F32(s) => StoreRef::F32(s),
+            Store::F16(s) => StoreRef::F16(s),
         }
     }
 
-    /// Distance from `q` to node `id`, possibly stopping early above `bound`.
+    /// Whether the vectors are kept as f16 (all of them convert exactly).
+    pub fn is_f16(&self) -> bool {
+        matches!(self.store, Store::F16(_))
+    }
+
     fn dist_bounded(&self, q: &[f32], id: u32, bound: f32) -> f32 {
-        let at = id as usize * self.dim..(id as usize + 1) * self.dim;
-        match (&self.store, self.metric) {
-            (Store::F32(s), m) => m.distance_bounded(q, &s[at], bound),
-            (Store::F16(s), Metric::L2) => kernels::mixed_bounded(q, &s[at], false, bound),
-            (Store::F16(s), Metric::InnerProduct) => -kernels::mixed_bounded(q, &s[at], true, bound),
-            (Store::F16(_), m) => m.distance(q, &self.vector(id)),
-        }
+        self.store_ref().dist(self.dim, self.metric, q, id, bound)
     }
 
     /// Distance between two nodes, possibly stopping early above `bound`.
     pub fn distance_between(&self, a: u32, b: u32, bound: f32) -> f32 {
-        let (ra, rb) = (a as usize * self.dim..(a as usize + 1) * self.dim, b as usize * self.dim..(b as usize + 1) * self.dim);
-        match (&self.store, self.metric) {
-            (Store::F32(s), m) => m.distance_bounded(&s[ra], &s[rb], bound),
-            (Store::F16(s), Metric::L2) => kernels::l2_squared_bounded(&s[ra], &s[rb], bound),
-            (Store::F16(s), Metric::InnerProduct) => -kernels::dot(&s[ra], &s[rb]),
-            (Store::F16(s), Metric::Cosine) => kernels::cosine_distance(&s[ra], &s[rb]) as f32,
-        }
+        self.store_ref().between(self.dim, self.metric, a, b, bound)
     }
 
     pub fn neighbours(&self, id: u32, layer: usize) -> &[u32] {
@@ -415,13 +568,13 @@ impl Graph {
     fn search_layer(&mut self, q: &[f32], entry: &[Scored], ef: usize, layer: usize) -> Vec<Scored> {
         let mut visited = std::mem::take(&mut self.visited);
         visited.start(self.len());
-        let found = beam(&mut InMemory { graph: self, q, visited: &mut visited }, entry, ef, layer);
+        let found = beam(&mut Walker { view: &*self, q, visited: &mut visited }, entry, ef, layer);
         self.visited = visited;
         found
     }
 
     fn select(&self, candidates: &[Scored], max: usize) -> Vec<u32> {
-        select(candidates, max, |a, b, bound| self.distance_between(a, b, bound)).into_iter().map(|s| s.1).collect()
+        self.select_ids(candidates, max)
     }
 
     /// Adds a vector; returns its node id.
@@ -449,7 +602,7 @@ impl Graph {
                 self.neighbours[n as usize][layer].push(id);
                 // Lists may run over by a quarter before the heuristic prunes them: one
                 // pruning (~500 distances) per few edges instead of one per edge.
-                if self.neighbours[n as usize][layer].len() > max + max / 4 {
+                if self.neighbours[n as usize][layer].len() > max + overrun(max) {
                     self.prune(n, layer, max);
                 }
             }
@@ -467,22 +620,15 @@ impl Graph {
         self.neighbours[n as usize][layer] = self.pruned(n, &self.neighbours[n as usize][layer], max);
     }
 
-    fn pruned(&self, n: u32, list: &[u32], max: usize) -> Vec<u32> {
-        let mut scored: Vec<Scored> = list.iter().map(|&x| Scored(self.distance_between(n, x, f32::INFINITY), x)).collect();
-        scored.sort();
-        self.select(&scored, max)
-    }
-
     /// Inserts `vectors` (concatenated) as `insert` would one after another, with the work
-    /// spread over `pool`'s threads: each new node searches the graph as it was before the
-    /// batch, plus the batch's earlier nodes by brute force; then the reverse edges are added
-    /// and pruned per receiving node in parallel. The result does not depend on the number of
-    /// threads.
-    pub fn insert_batch(&mut self, vectors: &[f32], pool: &rayon::ThreadPool) {
-        use rayon::prelude::*;
+    /// spread over a `Team`: each new node searches the graph as it was before the batch, plus
+    /// the batch's earlier nodes by brute force; then the reverse edges are added and pruned per
+    /// receiving node. The result depends neither on the team nor on its size.
+    pub fn insert_batch(&mut self, vectors: &[f32], team: &mut dyn Team) {
         let dim = self.dim;
         let n = vectors.len() / dim;
-        if self.len() < 1000 || n < 2 {
+        // Small graphs are built one node at a time: a batch would mostly search itself.
+        if self.len() < 1000 {
             vectors.chunks(dim).for_each(|v| {
                 self.insert(v);
             });
@@ -497,36 +643,9 @@ impl Graph {
         }
         let entry = self.entry.expect("a graph of 1,000 nodes has an entry");
         let top = self.level(entry);
-        let ef = self.params.ef_construction;
-        let this = &*self;
-        let lists: Vec<Vec<Vec<u32>>> = pool.install(|| {
-            (0..n)
-                .into_par_iter()
-                .map_init(Visited::default, |visited, i| {
-                    let (q, level) = (&vectors[i * dim..(i + 1) * dim], levels[i]);
-                    let mut ep = vec![Scored(this.dist(q, entry), entry)];
-                    for layer in (level + 1..=top).rev() {
-                        visited.start(this.len());
-                        ep = beam(&mut InMemory { graph: this, q, visited }, &ep, 1, layer);
-                    }
-                    let mut lists = vec![Vec::new(); level + 1];
-                    for layer in (0..=level).rev() {
-                        let mut found = if layer <= top {
-                            visited.start(this.len());
-                            ep = beam(&mut InMemory { graph: this, q, visited }, &ep, ef, layer);
-                            ep.clone()
-                        } else {
-                            Vec::new()
-                        };
-                        found.extend((0..i).filter(|&j| levels[j] >= layer).map(|j| Scored(this.dist(q, start + j as u32), start + j as u32)));
-                        found.sort();
-                        lists[layer] = this.select(&found, this.max_neighbours(layer));
-                    }
-                    lists
-                })
-                .collect()
-        });
-        let mut adds: std::collections::HashMap<(u32, usize), Vec<u32>> = std::collections::HashMap::new();
+        let batch = Batch { start, levels: &levels, entry, top, ef: self.params.ef_construction };
+        let lists = team.plan(self, &batch);
+        let mut adds: std::collections::BTreeMap<(u32, usize), Vec<u32>> = std::collections::BTreeMap::new();
         for (i, ls) in lists.into_iter().enumerate() {
             let id = start + i as u32;
             for (layer, l) in ls.into_iter().enumerate() {
@@ -536,21 +655,9 @@ impl Graph {
                 self.neighbours[id as usize][layer] = l;
             }
         }
-        let this = &*self;
-        let updates: Vec<((u32, usize), Vec<u32>)> = pool.install(|| {
-            adds.into_par_iter()
-                .map(|((nb, layer), new)| {
-                    let mut list = this.neighbours[nb as usize][layer].clone();
-                    list.extend(new.into_iter().filter(|x| !this.neighbours[nb as usize][layer].contains(x)));
-                    let max = this.max_neighbours(layer);
-                    if list.len() > max + max / 4 {
-                        list = this.pruned(nb, &list, max);
-                    }
-                    ((nb, layer), list)
-                })
-                .collect()
-        });
-        for ((nb, layer), list) in updates {
+        let work: Vec<(u32, usize, Vec<u32>)> = adds.into_iter().map(|((nb, layer), new)| (nb, layer, new)).collect();
+        let merged = team.merge(self, &work);
+        for ((nb, layer, _), list) in work.into_iter().zip(merged) {
             self.neighbours[nb as usize][layer] = list;
         }
         if let Some(i) = (0..n).filter(|&i| levels[i] > top).max_by_key(|&i| (levels[i], std::cmp::Reverse(i))) {
@@ -581,6 +688,27 @@ impl Graph {
         found.retain(|s| !self.deleted[s.1 as usize]);
         found.truncate(k);
         found
+    }
+}
+
+impl View for Graph {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn metric(&self) -> Metric {
+        self.metric
+    }
+    fn m(&self) -> usize {
+        self.params.m
+    }
+    fn size(&self) -> usize {
+        self.len()
+    }
+    fn store(&self) -> StoreRef<'_> {
+        self.store_ref()
+    }
+    fn neighbours_into(&self, id: u32, layer: usize, out: &mut Vec<u32>) {
+        out.extend_from_slice(&self.neighbours[id as usize][layer]);
     }
 }
 
@@ -680,7 +808,7 @@ mod tests {
             let mut g = Graph::new(24, Metric::L2, Params::default());
             for chunk in data.chunks(512) {
                 match threads {
-                    Some(p) => g.insert_batch(&chunk.concat(), p),
+                    Some(p) => g.insert_batch(&chunk.concat(), &mut Threads(p)),
                     None => chunk.iter().for_each(|v| {
                         g.insert(v);
                     }),

@@ -1,0 +1,147 @@
+//! Parallel CREATE INDEX on PostgreSQL's parallel workers (max_parallel_maintenance_workers): the
+//! leader scans the heap and owns the graph; a copy of it lives in the parallel context's
+//! dynamic shared memory (`mirror::Mirror`), where the workers and the leader run each batch's
+//! steps side by side, claiming items one at a time. They sleep on a condition variable between
+//! steps; an error in a worker reaches the leader through the parallel context, and aborting the
+//! transaction ends the workers and frees the segment.
+
+use super::graph::{Batch, Graph, Team, Threads, Visited};
+use super::mirror::{self, Layout, Mirror, DONE};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+const KEY_CV: u64 = 0x7653_0001;
+const KEY_MIRROR: u64 = 0x7653_0002;
+
+pub struct Workers {
+    pcxt: *mut pg_sys::ParallelContext,
+    cv: *mut pg_sys::ConditionVariable,
+    mirror: Mirror,
+    /// Set once the mirror no longer holds the graph: the leader's threads do the rest.
+    fallback: Option<usize>,
+    threads: usize,
+}
+
+fn buffer_align(n: usize) -> usize {
+    (n + pg_sys::ALIGNOF_BUFFER as usize - 1) & !(pg_sys::ALIGNOF_BUFFER as usize - 1)
+}
+
+impl Workers {
+    /// Starts up to `nworkers` workers over a mirror of `g` with room for `cap_nodes` nodes.
+    /// None when no worker could be started.
+    pub unsafe fn start(g: &Graph, nworkers: usize, cap_nodes: usize, batch: usize) -> Option<Workers> {
+        unsafe {
+            let layout = Layout::new(g.dim, g.is_f16(), g.params.m, cap_nodes.max(g.len()), batch);
+            pg_sys::EnterParallelMode();
+            let pcxt = pg_sys::CreateParallelContext(c"visual_search".as_ptr(), c"vs_hnsw_build_worker".as_ptr(), nworkers as i32);
+            let e = &mut (*pcxt).estimator;
+            e.space_for_chunks += buffer_align(std::mem::size_of::<pg_sys::ConditionVariable>()) + buffer_align(layout.total + 64);
+            e.number_of_keys += 2;
+            pg_sys::InitializeParallelDSM(pcxt);
+            if (*pcxt).seg.is_null() {
+                // No dynamic shared memory to be had: no workers either.
+                pg_sys::DestroyParallelContext(pcxt);
+                pg_sys::ExitParallelMode();
+                return None;
+            }
+            let cv = pg_sys::shm_toc_allocate((*pcxt).toc, std::mem::size_of::<pg_sys::ConditionVariable>()) as *mut pg_sys::ConditionVariable;
+            pg_sys::ConditionVariableInit(cv);
+            pg_sys::shm_toc_insert((*pcxt).toc, KEY_CV, cv as *mut _);
+            let raw = pg_sys::shm_toc_allocate((*pcxt).toc, layout.total + 64) as usize;
+            let base = ((raw + 63) & !63) as *mut u8;
+            pg_sys::shm_toc_insert((*pcxt).toc, KEY_MIRROR, base as *mut _);
+            let mirror = Mirror::init(base, layout, g.metric, g.params.m);
+            pg_sys::LaunchParallelWorkers(pcxt);
+            let launched = (*pcxt).nworkers_launched.max(0) as usize;
+            let w = Workers { pcxt, cv, mirror, fallback: None, threads: 1 + nworkers };
+            if launched == 0 {
+                w.finish();
+                return None;
+            }
+            pgrx::debug1!("vs_hnsw: {launched} parallel workers build the graph beside the leader");
+            Some(w)
+        }
+    }
+
+    /// Tells the workers to stop, waits for them and frees the context.
+    pub unsafe fn finish(self) {
+        unsafe {
+            self.mirror.publish(DONE, 0);
+            pg_sys::ConditionVariableBroadcast(self.cv);
+            pg_sys::WaitForParallelWorkersToFinish(self.pcxt);
+            pg_sys::DestroyParallelContext(self.pcxt);
+            pg_sys::ExitParallelMode();
+        }
+    }
+
+    fn steps(&self) -> (impl FnMut(u64) + '_, impl FnMut() + '_) {
+        let cv = self.cv;
+        let work = move |generation: u64| unsafe {
+            pg_sys::ConditionVariableBroadcast(cv);
+            self.mirror.work(generation, &mut Visited::default(), || pg_sys::ConditionVariableBroadcast(cv));
+        };
+        let wait = move || unsafe {
+            while !self.mirror.finished() {
+                pg_sys::ConditionVariableSleep(cv, pg_sys::PG_WAIT_EXTENSION);
+            }
+            pg_sys::ConditionVariableCancelSleep();
+        };
+        (work, wait)
+    }
+
+    fn threads(&mut self) -> Threads<'static> {
+        let n = *self.fallback.get_or_insert(self.threads);
+        Threads(crate::embed::pool(n))
+    }
+}
+
+impl Team for Workers {
+    fn plan(&mut self, g: &Graph, b: &Batch) -> Vec<Vec<Vec<u32>>> {
+        if self.fallback.is_none() {
+            let (mut work, mut wait) = self.steps();
+            if let Some(lists) = mirror::plan_on(&self.mirror, g, b, &mut work, &mut wait) {
+                return lists;
+            }
+            drop((work, wait));
+            pgrx::debug1!("vs_hnsw: the graph outgrew the parallel workers' shared memory; the leader's threads go on");
+        }
+        self.threads().plan(g, b)
+    }
+
+    fn merge(&mut self, g: &Graph, work: &[(u32, usize, Vec<u32>)]) -> Vec<Vec<u32>> {
+        if self.fallback.is_none() {
+            let (mut w, mut wait) = self.steps();
+            if let Some(lists) = mirror::merge_on(&self.mirror, work, &mut w, &mut wait) {
+                return lists;
+            }
+            drop((w, wait));
+            self.fallback = Some(self.threads);
+        }
+        self.threads().merge(g, work)
+    }
+}
+
+/// A parallel worker's part of the build: wait for a step, work on it, until told to stop.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn vs_hnsw_build_worker(_seg: *mut pg_sys::dsm_segment, toc: *mut pg_sys::shm_toc) {
+    unsafe {
+        let cv = pg_sys::shm_toc_lookup(toc, KEY_CV, false) as *mut pg_sys::ConditionVariable;
+        let mirror = Mirror::attach(pg_sys::shm_toc_lookup(toc, KEY_MIRROR, false) as *mut u8);
+        let mut visited = Visited::default();
+        let mut seen = 0;
+        loop {
+            let (generation, step) = mirror.current();
+            if generation == seen {
+                pg_sys::ConditionVariableSleep(cv, pg_sys::PG_WAIT_EXTENSION);
+                continue;
+            }
+            pg_sys::ConditionVariableCancelSleep();
+            if step == DONE {
+                return;
+            }
+            mirror.work(generation, &mut visited, || pg_sys::ConditionVariableBroadcast(cv));
+            seen = generation;
+        }
+    }
+}
