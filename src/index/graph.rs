@@ -233,7 +233,7 @@ impl StoreRef<'_> {
             let bytes = dim * size;
             for &id in ids {
                 let p = base.add(id as usize * bytes);
-                for line in (0..bytes.min(512)).step_by(64) {
+                for line in (0..bytes).step_by(64) {
                     _mm_prefetch::<_MM_HINT_T0>(p.add(line));
                 }
             }

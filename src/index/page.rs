@@ -99,9 +99,10 @@ pub unsafe fn prefetch(index: pg_sys::Relation, ids: &[Id]) {
                 if let Some(page) = page_of(id) {
                     let lp = std::ptr::read_volatile(lp_at(page, id) as *const u32);
                     let off = (lp & 0x7fff) as usize;
-                    if off > 0 && off + 256 <= pg_sys::BLCKSZ as usize {
-                        for line in 0..4 {
-                            _mm_prefetch::<_MM_HINT_T0>(page.add(off + 64 * line));
+                    let len = ((lp >> 17) & 0x7fff) as usize;
+                    if off > 0 && off + len <= pg_sys::BLCKSZ as usize {
+                        for line in (0..len).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(page.add(off + line));
                         }
                     }
                 }
