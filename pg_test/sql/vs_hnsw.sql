@@ -56,6 +56,11 @@ SET enable_seqscan = off;
 SELECT bool_and(d >= prev) AS ordered FROM (
   SELECT d, lag(d, 1, 0::float8) OVER () prev FROM (SELECT e <-> '[0,1,0,1,0,1,0,1]' d FROM hn_items ORDER BY e <-> '[0,1,0,1,0,1,0,1]' LIMIT 40) s) t;
 
+-- A query that fails while the index scan is open frees the scan's state with its memory
+-- context, and the next scan works.
+SELECT outcome($$SELECT 1 / (id - id) FROM hn_items ORDER BY e <-> '[0,1,0,1,0,1,0,1]' LIMIT 5$$);
+SELECT count(*) AS after_failed_scan FROM (SELECT id FROM hn_items ORDER BY e <-> '[0,1,0,1,0,1,0,1]' LIMIT 5) s;
+
 -- A dimension that does not match the index is an error, as for the operator.
 SELECT outcome($$SELECT id FROM hn_items ORDER BY e <-> '[1,2,3]' LIMIT 1$$);
 SELECT outcome($$INSERT INTO hn_items VALUES (0, '[1,2,3]', NULL)$$);

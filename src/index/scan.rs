@@ -24,6 +24,29 @@ struct Scan {
     returned: HashSet<[u8; 6]>,
 }
 
+/// Owns a scan's state (kept on the Rust heap) from the scan's memory context: `amendscan`
+/// frees it, and so does the context's reset when a query fails before `amendscan` is called,
+/// which would otherwise leak it for the backend's life.
+#[repr(C)]
+struct Owner {
+    callback: pg_sys::MemoryContextCallback,
+    scan: *mut Scan,
+}
+
+unsafe extern "C-unwind" fn free_scan(owner: *mut std::ffi::c_void) {
+    unsafe {
+        let o = owner as *mut Owner;
+        if !(*o).scan.is_null() {
+            drop(Box::from_raw((*o).scan));
+            (*o).scan = std::ptr::null_mut();
+        }
+    }
+}
+
+unsafe fn state<'a>(scan: pg_sys::IndexScanDesc) -> &'a mut Scan {
+    unsafe { &mut *(*((*scan).opaque as *mut Owner)).scan }
+}
+
 unsafe fn query<T: Element>(scan: pg_sys::IndexScanDesc, meta: &Meta) -> Vec<T> {
     unsafe {
         let key = &*(*scan).orderByData;
@@ -78,7 +101,12 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
 pub unsafe extern "C-unwind" fn ambeginscan(index: pg_sys::Relation, nkeys: i32, norderbys: i32) -> pg_sys::IndexScanDesc {
     unsafe {
         let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
-        (*scan).opaque = Box::into_raw(Box::<Scan>::default()) as *mut _;
+        let o = pg_sys::palloc0(std::mem::size_of::<Owner>()) as *mut Owner;
+        (*o).scan = Box::into_raw(Box::<Scan>::default());
+        (*o).callback.func = Some(free_scan);
+        (*o).callback.arg = o as *mut _;
+        pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, &mut (*o).callback);
+        (*scan).opaque = o as *mut _;
         scan
     }
 }
@@ -92,14 +120,14 @@ pub unsafe extern "C-unwind" fn amrescan(scan: pg_sys::IndexScanDesc, keys: pg_s
         if !orderbys.is_null() && norderbys > 0 {
             std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
         }
-        *((*scan).opaque as *mut Scan) = Scan::default();
+        *state(scan) = Scan::default();
     }
 }
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
     unsafe {
-        let st = &mut *((*scan).opaque as *mut Scan);
+        let st = state(scan);
         if (*scan).numberOfOrderBys == 0 {
             error!("vs_hnsw answers only ORDER BY <distance operator> queries");
         }
@@ -131,10 +159,8 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     unsafe {
-        let p = (*scan).opaque as *mut Scan;
-        if !p.is_null() {
-            drop(Box::from_raw(p));
-            (*scan).opaque = std::ptr::null_mut();
+        if !(*scan).opaque.is_null() {
+            free_scan((*scan).opaque);
         }
     }
 }

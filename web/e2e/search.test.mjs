@@ -3,7 +3,7 @@
 import { chromium } from 'playwright-core';
 import { deflateSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 
 const [url, sneaker, out] = process.argv.slice(2);
 if (!url || !sneaker || !out) throw new Error('usage: node search.test.mjs URL SNEAKER_PNG OUT_DIR');
@@ -84,6 +84,21 @@ try {
   found = await categories();
   check(found.length === 5 && found.every((c) => c === 'Sandal'), 'the category filter applies', found.join(', '));
   await searched(() => page.selectOption('#category', ''));
+
+  // Dropping a photo on the page searches as choosing it does.
+  const photo = readFileSync(sneaker).toString('base64');
+  await searched(async () => {
+    const transfer = await page.evaluateHandle(async (b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+      return dt;
+    }, photo);
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer: transfer });
+  });
+  found = await categories();
+  check(found.length === 5 && found.every((c) => c === 'Sneaker') && (await page.locator('#query figcaption').textContent()) === 'dropped.png',
+    'a dropped photo is searched', found.join(', '));
 
   const first = page.locator('#catalogue .card').first();
   const id = await first.getAttribute('data-id');
