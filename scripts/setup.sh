@@ -15,8 +15,9 @@ log() { printf '[setup] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo
-              dataset-fashion-mnist python3-numpy python3-psycopg2 unzip pkg-config make
-              chromium)
+              dataset-fashion-mnist python3-numpy python3-psycopg2 unzip pkg-config make)
+# The browser test of the search page; images that only build the extension skip it.
+[ "${VS_SETUP_NO_BROWSER:-0}" = 1 ] || apt_packages+=(chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -66,12 +67,12 @@ if [ ! -f "$LIBTORCH/.complete" ] && [ ! -f "$LIBTORCH/lib/libtorch_cuda.so" ]; 
 fi
 # The search page's browser test: playwright-core (pinned by web/e2e/package-lock.json) drives
 # Debian's chromium. Node.js comes with the machine; Debian's is the fallback.
-if ! command -v npm >/dev/null; then
+if [ "${VS_SETUP_NO_BROWSER:-0}" != 1 ] && ! command -v npm >/dev/null; then
   log "apt-get install nodejs npm"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 e2e=$(cd "$(dirname "$0")/../web/e2e" && pwd)
-if [ ! -d "$e2e/node_modules/playwright-core" ]; then
+if [ "${VS_SETUP_NO_BROWSER:-0}" != 1 ] && [ ! -d "$e2e/node_modules/playwright-core" ]; then
   log "npm ci in web/e2e (playwright-core)"
   (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
 fi
