@@ -26,12 +26,31 @@ fn buffer_align(n: usize) -> usize {
     (n + pg_sys::ALIGNOF_BUFFER as usize - 1) & !(pg_sys::ALIGNOF_BUFFER as usize - 1)
 }
 
+/// Bytes free where PostgreSQL keeps dynamic shared memory (POSIX: /dev/shm), when it can tell.
+/// A segment that does not fit there fails the whole CREATE INDEX with an ERROR ("could not
+/// resize shared memory segment"), and Docker gives /dev/shm 64 MB by default.
+fn shm_free() -> Option<u64> {
+    if unsafe { pg_sys::dynamic_shared_memory_type } != pg_sys::DSM_IMPL_POSIX as i32 {
+        return None;
+    }
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c"/dev/shm".as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 impl Workers {
     /// Starts up to `nworkers` workers over a mirror of `g` with room for `cap_nodes` nodes.
     /// None when no worker could be started.
     pub unsafe fn start(g: &Graph, nworkers: usize, cap_nodes: usize, batch: usize) -> Option<Workers> {
         unsafe {
             let layout = Layout::new(g.dim, g.is_f16(), g.params.m, cap_nodes.max(g.len()), batch);
+            if let Some(free) = shm_free().filter(|&free| layout.total as u64 + (16 << 20) > free) {
+                pgrx::notice!(
+                    "vs_hnsw: the parallel workers would need {} MB of shared memory and /dev/shm has {} MB free; building on the leader's threads",
+                    layout.total >> 20,
+                    free >> 20
+                );
+                return None;
+            }
             pg_sys::EnterParallelMode();
             let pcxt = pg_sys::CreateParallelContext(c"visual_search".as_ptr(), c"vs_hnsw_build_worker".as_ptr(), nworkers as i32);
             let e = &mut (*pcxt).estimator;
