@@ -186,14 +186,14 @@ pub enum StoreRef<'a> {
     F16(&'a [f16]),
 }
 
-impl StoreRef<'_> {
+impl<'a> StoreRef<'a> {
     fn at(dim: usize, id: u32) -> std::ops::Range<usize> {
         id as usize * dim..(id as usize + 1) * dim
     }
 
-    pub fn vector(self, dim: usize, id: u32) -> std::borrow::Cow<'static, [f32]> {
+    pub fn vector(self, dim: usize, id: u32) -> std::borrow::Cow<'a, [f32]> {
         match self {
-            StoreRef::F32(s) => std::borrow::Cow::Owned(s[Self::at(dim, id)].to_vec()),
+            StoreRef::F32(s) => std::borrow::Cow::Borrowed(&s[Self::at(dim, id)]),
             StoreRef::F16(s) => std::borrow::Cow::Owned(s[Self::at(dim, id)].iter().map(|x| x.to_f32()).collect()),
         }
     }
@@ -205,7 +205,7 @@ impl StoreRef<'_> {
             (StoreRef::F32(s), m) => m.distance_bounded(q, &s[at], bound),
             (StoreRef::F16(s), Metric::L2) => kernels::mixed_bounded(q, &s[at], false, bound),
             (StoreRef::F16(s), Metric::InnerProduct) => -kernels::mixed_bounded(q, &s[at], true, bound),
-            (StoreRef::F16(s), m) => m.distance(q, &s[at].iter().map(|x| x.to_f32()).collect::<Vec<f32>>()),
+            (StoreRef::F16(_), m) => m.distance(q, &self.vector(dim, id)),
         }
     }
 
@@ -492,11 +492,7 @@ impl Graph {
     }
 
     pub fn vector(&self, id: u32) -> std::borrow::Cow<'_, [f32]> {
-        let at = id as usize * self.dim..(id as usize + 1) * self.dim;
-        match &self.store {
-            Store::F32(s) => std::borrow::Cow::Borrowed(&s[at]),
-            Store::F16(s) => std::borrow::Cow::Owned(s[at].iter().map(|x| x.to_f32()).collect()),
-        }
+        self.store_ref().vector(self.dim, id)
     }
 
     fn push_vector(&mut self, v: &[f32]) {

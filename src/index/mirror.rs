@@ -22,7 +22,6 @@ struct Header {
     m: u32,
     f16: u32,
     cap_nodes: u32,
-    cap_slots: u32,
     batch: u32,
     len: AtomicU32,
     slots_used: AtomicU32,
@@ -31,7 +30,6 @@ struct Header {
     entry: AtomicU32,
     top: AtomicU32,
     ef: AtomicU32,
-    work_items: AtomicU32,
     ticket: AtomicU64,
 }
 
@@ -119,7 +117,6 @@ impl Mirror {
             h.m = m as u32;
             h.f16 = (layout.esize == 2) as u32;
             h.cap_nodes = layout.cap_nodes as u32;
-            h.cap_slots = layout.cap_slots as u32;
             h.batch = layout.batch as u32;
         }
         Mirror { base, layout, metric, m }
@@ -227,7 +224,6 @@ impl Mirror {
             }
             at += 3 + new.len();
         }
-        self.header().work_items.store(work.len() as u32, SeqCst);
         true
     }
 

@@ -17,8 +17,8 @@ pub struct Workers {
     pcxt: *mut pg_sys::ParallelContext,
     cv: *mut pg_sys::ConditionVariable,
     mirror: Mirror,
-    /// Set once the mirror no longer holds the graph: the leader's threads do the rest.
-    fallback: Option<usize>,
+    /// False once the mirror no longer holds the graph: the leader's threads do the rest.
+    mirrored: bool,
     threads: usize,
 }
 
@@ -72,7 +72,7 @@ impl Workers {
             let mirror = Mirror::init(base, layout, g.metric, g.params.m);
             pg_sys::LaunchParallelWorkers(pcxt);
             let launched = (*pcxt).nworkers_launched.max(0) as usize;
-            let w = Workers { pcxt, cv, mirror, fallback: None, threads: 1 + nworkers };
+            let w = Workers { pcxt, cv, mirror, mirrored: true, threads: 1 + nworkers };
             if launched == 0 {
                 w.finish();
                 return None;
@@ -108,33 +108,33 @@ impl Workers {
         (work, wait)
     }
 
+    /// The leader's threads, for good: the mirror missed (or could not take) a step.
     fn threads(&mut self) -> Threads<'static> {
-        let n = *self.fallback.get_or_insert(self.threads);
-        Threads(crate::embed::pool(n))
+        if self.mirrored {
+            self.mirrored = false;
+            pgrx::debug1!("vs_hnsw: the graph outgrew the parallel workers' shared memory; the leader's threads go on");
+        }
+        Threads(crate::embed::pool(self.threads))
     }
 }
 
 impl Team for Workers {
     fn plan(&mut self, g: &Graph, b: &Batch) -> Vec<Vec<Vec<u32>>> {
-        if self.fallback.is_none() {
+        if self.mirrored {
             let (mut work, mut wait) = self.steps();
             if let Some(lists) = mirror::plan_on(&self.mirror, g, b, &mut work, &mut wait) {
                 return lists;
             }
-            drop((work, wait));
-            pgrx::debug1!("vs_hnsw: the graph outgrew the parallel workers' shared memory; the leader's threads go on");
         }
         self.threads().plan(g, b)
     }
 
     fn merge(&mut self, g: &Graph, work: &[(u32, usize, Vec<u32>)]) -> Vec<Vec<u32>> {
-        if self.fallback.is_none() {
+        if self.mirrored {
             let (mut w, mut wait) = self.steps();
             if let Some(lists) = mirror::merge_on(&self.mirror, work, &mut w, &mut wait) {
                 return lists;
             }
-            drop((w, wait));
-            self.fallback = Some(self.threads);
         }
         self.threads().merge(g, work)
     }
