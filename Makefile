@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test unit-test pgrx-test regress index-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -43,7 +43,11 @@ demo-test: install web
 index-test: install
 	bash scripts/index_test.sh
 
-test: unit-test pgrx-test regress index-test demo-test
+# image_embed on hostile images: peak memory, no crash, cancels and timeouts that end at once.
+limits-test: install
+	bash scripts/limits_test.sh
+
+test: unit-test pgrx-test regress index-test limits-test demo-test
 
 demo: install web
 	bash scripts/demo.sh

@@ -26,6 +26,8 @@ d = clone("broken-missing"); os.remove(os.path.join(d, "weights.safetensors"))
 d = clone("broken-corrupt"); w = os.path.join(d, "weights.safetensors"); b = open(w, "rb").read()[:5000]
 open(w, "wb").write(b); manifest(d, sha256=hashlib.sha256(b).hexdigest())
 d = clone("broken-manifest"); open(os.path.join(d, "manifest.json"), "w").write("{ not json")
+d = clone("tiny-nocrop"); p = os.path.join(d, "manifest.json"); m = json.load(open(p)); m["name"] = "tiny-nocrop"
+m["input"]["crop"] = None; json.dump(m, open(p, "w"))
 # a PNG whose (valid) header announces 60,000 x 60,000 pixels over a few hundred bytes of data
 import struct, zlib
 png = bytearray(open(os.path.join(root, "..", "images", "sneaker.png"), "rb").read())
@@ -33,6 +35,8 @@ png[16:24] = struct.pack(">II", 60000, 60000)
 png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])) & 0xFFFFFFFF)
 open(os.path.join(root, "..", "images", "bomb.png"), "wb").write(bytes(png))
 PY
+# hostile images: huge pixel counts or resized sizes in a few KB, JPEGs announcing more than they hold
+python3 scripts/make_bombs.py "$data/bombs" "$data/images"
 # a model written by the train command (a few steps on a few hundred images), for image_embed
 cargo run --release --quiet --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist --limit 300 \
   --width 0.0625 --batch-norm --epochs 2 --max-steps 10 --no-augment --quiet \

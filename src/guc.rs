@@ -6,6 +6,9 @@ use std::ffi::CString;
 /// libtorch intra-op threads per backend. Small by default so that N connections do not start
 /// N × cores OpenMP threads.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
+/// What a superuser allows `threads` to be: any role may set `threads`, and a backend runs
+/// `min(threads, max_threads)`.
+pub static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Where models are read from. Superuser only: it decides which files the server loads.
 pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static DEFAULT_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"fashion-vgg16"));
@@ -13,6 +16,11 @@ pub static DEVICE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::
 pub static HALF_PRECISION: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAX_IMAGE_PIXELS: GucSetting<i32> = GucSetting::<i32>::new(40_000_000);
 pub static MAX_IMAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(50 * 1024 * 1024);
+/// Superuser-only ceilings of the two image limits above: a role may lower its limits, and the
+/// smaller of setting and ceiling applies (raising max_image_pixels let an ordinary role make a
+/// backend ask for 51 GB).
+pub static MAX_IMAGE_PIXELS_CEILING: GucSetting<i32> = GucSetting::<i32>::new(40_000_000);
+pub static MAX_IMAGE_BYTES_CEILING: GucSetting<i32> = GucSetting::<i32>::new(50 * 1024 * 1024);
 
 /// vs_hnsw: the beam of a search, and how far an iterative scan may go for filtered queries.
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
@@ -51,11 +59,21 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"visual_search.threads",
         c"libtorch intra-op threads per backend.",
-        c"Each backend that runs a model uses this many threads; keep it small when many connections embed at once.",
+        c"Each backend that runs a model uses this many threads, at most visual_search.max_threads; keep it small when many connections embed at once.",
         &THREADS,
         1,
         64,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.max_threads",
+        c"Most threads a backend runs models and image decoding on, whatever visual_search.threads says.",
+        c"",
+        &MAX_THREADS,
+        1,
+        64,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
@@ -93,7 +111,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"visual_search.max_image_pixels",
         c"Largest image (width × height) that image_embed decodes.",
-        c"Checked from the image header before any pixel is decoded.",
+        c"Checked from the image header before any pixel is decoded, and on the resized image; at most visual_search.max_image_pixels_ceiling.",
         &MAX_IMAGE_PIXELS,
         1,
         i32::MAX,
@@ -103,11 +121,31 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"visual_search.max_image_bytes",
         c"Largest encoded image, in bytes, that image_embed accepts.",
-        c"",
+        c"At most visual_search.max_image_bytes_ceiling.",
         &MAX_IMAGE_BYTES,
         1,
         i32::MAX,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.max_image_pixels_ceiling",
+        c"Largest visual_search.max_image_pixels that applies, whatever a role sets.",
+        c"Decoding and resizing take memory in proportion to it (about 12 bytes a pixel at most).",
+        &MAX_IMAGE_PIXELS_CEILING,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.max_image_bytes_ceiling",
+        c"Largest visual_search.max_image_bytes that applies, whatever a role sets.",
+        c"",
+        &MAX_IMAGE_BYTES_CEILING,
+        1,
+        i32::MAX,
+        GucContext::Suset,
         GucFlags::default(),
     );
 }
@@ -119,4 +157,16 @@ pub fn string(setting: &GucSetting<Option<CString>>, default: &str) -> String {
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| default.to_string())
+}
+
+/// Threads a backend uses: `threads`, capped by the superuser's `max_threads`.
+pub fn threads() -> usize {
+    THREADS.get().min(MAX_THREADS.get()).max(1) as usize
+}
+
+/// (max bytes, max pixels) of an image: each setting capped by its superuser-set ceiling.
+pub fn image_limits() -> (usize, u64) {
+    let bytes = MAX_IMAGE_BYTES.get().min(MAX_IMAGE_BYTES_CEILING.get());
+    let pixels = MAX_IMAGE_PIXELS.get().min(MAX_IMAGE_PIXELS_CEILING.get());
+    (bytes as usize, pixels as u64)
 }

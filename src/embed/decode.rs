@@ -63,20 +63,10 @@ pub fn decode_rgb(bytes: &[u8], lim: &DecodeLimits) -> Result<RgbImage, DecodeEr
         .unwrap_or_else(|_| Err(DecodeError::Invalid("the decoder failed on malformed data".into())))
 }
 
-/// A JPEG whose last scan has no end-of-image marker behind it was cut short. The decoder would
-/// fill the missing rows with grey; a truncated upload is refused instead. (0xFFD9 cannot occur
-/// inside entropy-coded data, where 0xFF is always followed by 0x00 or a restart marker.)
-fn jpeg_is_truncated(bytes: &[u8]) -> bool {
-    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    match last_scan {
-        Some(i) => !bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
-        None => true,
-    }
-}
-
 fn decode_checked(bytes: &[u8], lim: &DecodeLimits) -> Result<RgbImage, DecodeError> {
-    if reader(bytes)?.format() == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(bytes) {
-        return Err(DecodeError::Invalid("JPEG data is truncated (no end-of-image marker)".into()));
+    // The JPEG decoder fills missing data with grey; a truncated upload is refused instead.
+    if reader(bytes)?.format() == Some(image::ImageFormat::Jpeg) {
+        super::jpeg::check(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))?;
     }
     let (width, height) = reader(bytes)?.into_dimensions().map_err(|e| DecodeError::Invalid(e.to_string()))?;
     if width as u64 * height as u64 > lim.max_pixels || width == 0 || height == 0 {
@@ -146,6 +136,14 @@ mod tests {
             assert!(matches!(decode_rgb(&jpeg[..cut], &LIM), Err(DecodeError::Invalid(_))), "cut at {cut}");
         }
         assert!(decode_rgb(&jpeg, &LIM).is_ok());
+        // A frame header announcing 6000 x 6000 over 16 x 16 pixels of data (issue #13.13), baseline and progressive.
+        for f in ["small_baseline.jpg", "small_progressive.jpg"] {
+            let mut j = std::fs::read(format!("{}/pg_test/data/images/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            assert!(decode_rgb(&j, &LIM).is_ok(), "{f}");
+            let sof = j.windows(2).position(|x| x[0] == 0xFF && matches!(x[1], 0xC0 | 0xC2)).unwrap();
+            j[sof + 5..sof + 9].copy_from_slice(&[0x17, 0x70, 0x17, 0x70]);
+            assert!(matches!(decode_rgb(&j, &LIM), Err(DecodeError::Invalid(ref why)) if why.contains("truncated")), "{f}");
+        }
         assert!(matches!(
             decode_rgb(&png, &DecodeLimits { max_bytes: 10, max_pixels: 1 << 20 }),
             Err(DecodeError::TooManyBytes { .. })

@@ -49,7 +49,7 @@ fn preprocessing_matches_torchvision() {
     let g = golden();
     let m = Manifest::load(&data().join("models"), "tiny-vgg16").unwrap().0;
     for (name, entry) in g["images"].as_object().unwrap() {
-        let ours = resize_and_crop(&decode_rgb(&image(name), &LIM).unwrap(), &m.input);
+        let ours = resize_and_crop(&decode_rgb(&image(name), &LIM).unwrap(), &m.input, u64::MAX, &|| false).unwrap();
         let theirs = decode_rgb(&image(entry["crop"].as_str().unwrap()), &LIM).unwrap();
         let (mean, max) = pixel_diff(&ours, &theirs);
         eprintln!("{name}: mean pixel difference {mean:.4}, max {max}");

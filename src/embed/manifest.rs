@@ -61,6 +61,8 @@ pub enum ModelError {
     ShaMismatch { path: PathBuf, expected: String, actual: String },
     Device(String),
     Torch(String),
+    /// A forward pass stopped between two layers because the query is being cancelled.
+    Cancelled,
 }
 
 impl std::fmt::Display for ModelError {
@@ -78,6 +80,7 @@ impl std::fmt::Display for ModelError {
             ),
             ModelError::Device(why) => write!(f, "{why}"),
             ModelError::Torch(why) => write!(f, "libtorch: {why}"),
+            ModelError::Cancelled => write!(f, "cancelled"),
         }
     }
 }

@@ -2,8 +2,10 @@
 //! Each step is one module; `sql` glues them to SQL. Everything but `sql` is free of pgrx.
 
 pub mod decode;
+pub mod jpeg;
 pub mod manifest;
 pub mod model;
+pub mod pool;
 pub mod preprocess;
 pub mod sql;
 pub mod torch;
@@ -11,39 +13,22 @@ pub mod torch;
 use decode::{decode_rgb, DecodeError, DecodeLimits};
 use manifest::ModelError;
 use model::Model;
-use rayon::prelude::*;
+use preprocess::{Cancel, PrepError};
+pub use pool::pool;
 
 #[derive(Debug)]
 pub enum EmbedError {
     /// The image at this position of the batch could not be used.
     Decode(usize, DecodeError),
+    /// The image at this position could not be resized for the model.
+    Prepare(usize, PrepError),
     Model(ModelError),
+    /// `Cancel` said so: the caller turns this into PostgreSQL's own cancel or timeout error.
+    Cancelled,
 }
 
-/// A rayon pool of `threads` threads (one per distinct setting, kept for the process's life),
-/// whose threads block all signals: PostgreSQL's handlers must run on the backend's own thread.
-pub fn pool(threads: usize) -> &'static rayon::ThreadPool {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static POOLS: OnceLock<Mutex<HashMap<usize, &'static rayon::ThreadPool>>> = OnceLock::new();
-    let threads = threads.max(1);
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    pools.entry(threads).or_insert_with(|| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("visual_search-decode-{i}"))
-            .start_handler(|_| unsafe {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-            })
-            .build()
-            .expect("rayon pool");
-        Box::leak(Box::new(pool))
-    })
-}
-
-/// Wall-clock milliseconds of each stage of one call.
+/// Milliseconds of each stage of one call: decode and preprocess summed over images (they run
+/// on several threads at once), forward wall clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
     pub decode_ms: f64,
@@ -51,47 +36,112 @@ pub struct Timings {
     pub forward_ms: f64,
 }
 
-/// Decodes, then preprocesses, in parallel; then runs one forward pass per group of images of the
-/// same input size (all of them when the manifest crops to a fixed size).
+/// Images decoded at once, and encoded bytes copied for them: memory is bounded by a chunk, not
+/// by the array (30 large PNGs in one array used to be decoded together: 3.6 GB).
+const CHUNK: usize = 32;
+const CHUNK_BYTES: usize = 64 << 20;
+
+/// Network input pixels in one forward pass: four 224 × 224 images, so that no layer of one pass
+/// runs much past the 200 ms a cancel may wait (VGG16's widest layer is ~12 % of its time).
+const PASS_PIXELS: usize = 4 * 224 * 224;
+
+type Prepared = ((Vec<f32>, u32, u32), f64, f64);
+
+/// One image decoded and preprocessed in one task, so that its full-size pixels are freed before
+/// the next image of the thread is decoded. Returns the input and the two stages' milliseconds.
+fn prepare(bytes: &[u8], prep: &preprocess::Preprocess, lim: &DecodeLimits, cancel: Cancel) -> Result<Prepared, EmbedError> {
+    if cancel() {
+        return Err(EmbedError::Cancelled);
+    }
+    let clock = std::time::Instant::now();
+    let rgb = decode_rgb(bytes, lim).map_err(|e| EmbedError::Decode(0, e))?;
+    let decoded = clock.elapsed().as_secs_f64() * 1e3;
+    let input = preprocess::to_input(&rgb, prep, lim.max_pixels, cancel).map_err(|e| match e {
+        PrepError::Cancelled => EmbedError::Cancelled,
+        e => EmbedError::Prepare(0, e),
+    })?;
+    Ok((input, decoded, clock.elapsed().as_secs_f64() * 1e3 - decoded))
+}
+
+/// The length of the next chunk of `images` (not empty): at most CHUNK images and, past the
+/// first, CHUNK_BYTES bytes.
+fn next_chunk(images: &[&[u8]]) -> usize {
+    let mut bytes = 0;
+    let n = images.iter().take(CHUNK).take_while(|b| {
+        bytes += b.len();
+        bytes <= CHUNK_BYTES
+    });
+    n.count().max(1)
+}
+
+/// Decodes and preprocesses a chunk at a time on the pool, then runs forward passes of at most
+/// `PASS_PIXELS` per group of images of the same input size. `cancel` is asked every 10 ms while
+/// the pool decodes (a decoder call cannot be interrupted: a 1 × 40,000,000 PNG takes seconds,
+/// so the call leaves it to finish in the background), and between passes and layers.
 pub fn embed_images_timed(
     model: &Model,
     images: &[&[u8]],
     lim: &DecodeLimits,
     threads: usize,
+    cancel: Cancel,
 ) -> Result<(Vec<Vec<f32>>, Timings), EmbedError> {
-    let prep = &model.manifest.input;
     let mut t = Timings::default();
-    let clock = std::time::Instant::now();
-    let decoded: Vec<Result<image::RgbImage, DecodeError>> =
-        pool(threads).install(|| images.par_iter().map(|b| decode_rgb(b, lim)).collect());
-    let mut rgb = Vec::with_capacity(decoded.len());
-    for (i, r) in decoded.into_iter().enumerate() {
-        rgb.push(r.map_err(|e| EmbedError::Decode(i, e))?);
+    let pool = pool(threads);
+    let mut out: Vec<Vec<f32>> = Vec::with_capacity(images.len());
+    let mut rest = images;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(next_chunk(rest));
+        let tasks = chunk.iter().map(|b| {
+            let (bytes, prep, lim) = (b.to_vec(), model.manifest.input.clone(), *lim);
+            move |stop: Cancel| prepare(&bytes, &prep, &lim, stop)
+        });
+        let prepared = pool::run(&pool, tasks.collect(), cancel).ok_or(EmbedError::Cancelled)?;
+        let mut inputs = Vec::with_capacity(chunk.len());
+        for (i, r) in prepared.into_iter().enumerate() {
+            let at = out.len() + i;
+            let (input, d, p) = r.map_err(|e| match e {
+                EmbedError::Decode(_, e) => EmbedError::Decode(at, e),
+                EmbedError::Prepare(_, e) => EmbedError::Prepare(at, e),
+                e => e,
+            })?;
+            t.decode_ms += d;
+            t.preprocess_ms += p;
+            inputs.push(input);
+        }
+        let clock = std::time::Instant::now();
+        out.extend(forward_grouped(model, inputs, cancel)?);
+        t.forward_ms += clock.elapsed().as_secs_f64() * 1e3;
+        rest = after;
     }
-    t.decode_ms = clock.elapsed().as_secs_f64() * 1e3;
-    let clock = std::time::Instant::now();
-    let mut inputs: Vec<(Vec<f32>, u32, u32)> =
-        pool(threads).install(|| rgb.par_iter().map(|img| preprocess::to_input(img, prep)).collect());
-    t.preprocess_ms = clock.elapsed().as_secs_f64() * 1e3;
-    let clock = std::time::Instant::now();
+    Ok((out, t))
+}
+
+/// Forward passes over `inputs`, grouped by input size (one group when the manifest crops to a
+/// fixed size); vectors in the order of `inputs`.
+fn forward_grouped(model: &Model, mut inputs: Vec<(Vec<f32>, u32, u32)>, cancel: Cancel) -> Result<Vec<Vec<f32>>, EmbedError> {
     let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
     let mut sizes: Vec<(u32, u32)> = inputs.iter().map(|(_, h, w)| (*h, *w)).collect();
     sizes.sort_unstable();
     sizes.dedup();
     for (h, w) in sizes {
         let idx: Vec<usize> = (0..inputs.len()).filter(|&i| (inputs[i].1, inputs[i].2) == (h, w)).collect();
-        let batch: Vec<Vec<f32>> = idx.iter().map(|&i| std::mem::take(&mut inputs[i].0)).collect();
-        let vecs = model.forward(&batch, h, w).map_err(EmbedError::Model)?;
-        for (i, v) in idx.into_iter().zip(vecs) {
-            out[i] = Some(v);
+        let per_pass = (PASS_PIXELS / (h as usize * w as usize).max(1)).clamp(1, 256);
+        for part in idx.chunks(per_pass) {
+            let batch: Vec<Vec<f32>> = part.iter().map(|&i| std::mem::take(&mut inputs[i].0)).collect();
+            let vecs = model.forward(&batch, h, w, cancel).map_err(|e| match e {
+                ModelError::Cancelled => EmbedError::Cancelled,
+                e => EmbedError::Model(e),
+            })?;
+            for (&i, v) in part.iter().zip(vecs) {
+                out[i] = Some(v);
+            }
         }
     }
-    t.forward_ms = clock.elapsed().as_secs_f64() * 1e3;
-    Ok((out.into_iter().map(|v| v.expect("every image was embedded")).collect(), t))
+    Ok(out.into_iter().map(|v| v.expect("every image was embedded")).collect())
 }
 
 pub fn embed_images(model: &Model, images: &[&[u8]], lim: &DecodeLimits, threads: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
-    embed_images_timed(model, images, lim, threads).map(|(v, _)| v)
+    embed_images_timed(model, images, lim, threads, &|| false).map(|(v, _)| v)
 }
 
 #[cfg(test)]

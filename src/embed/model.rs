@@ -4,6 +4,7 @@
 //! Free of pgrx.
 
 use super::manifest::{scaled, Manifest, ModelError, Pooling, VGG16};
+use super::preprocess::Cancel;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,31 +31,46 @@ impl nn::Module for Conv3 {
     }
 }
 
-/// The convolutional part of VGG16 (torchvision's `vgg16().features`).
-pub fn features(p: &nn::Path, width: f64, batch_norm: bool) -> nn::SequentialT {
-    let mut seq = nn::seq_t();
+/// One layer of the network, boxed so that a forward pass can stop between two of them.
+#[derive(Debug)]
+pub struct Layer(Box<dyn nn::ModuleT>);
+
+impl nn::ModuleT for Layer {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.0.forward_t(x, train)
+    }
+}
+
+/// The layers of VGG16's convolutional part (torchvision's `vgg16().features`), in order.
+pub fn layers(p: &nn::Path, width: f64, batch_norm: bool) -> Vec<Layer> {
+    let mut out: Vec<Layer> = Vec::new();
     let mut idx = 0usize;
     let mut c_in = 3i64;
     for &c in VGG16.iter() {
         if c == 0 {
-            seq = seq.add_fn(|x| x.max_pool2d_default(2));
+            out.push(Layer(Box::new(nn::func(|x| x.max_pool2d_default(2)))));
             idx += 1;
             continue;
         }
         let c_out = scaled(c, width);
         let cfg = nn::ConvConfig { padding: 1, ..Default::default() };
-        seq = seq.add(Conv3(nn::conv2d(p / "features" / idx.to_string(), c_in, c_out, 3, cfg)));
+        out.push(Layer(Box::new(Conv3(nn::conv2d(p / "features" / idx.to_string(), c_in, c_out, 3, cfg)))));
         idx += 1;
         if batch_norm {
-            seq = seq.add(nn::batch_norm2d(p / "features" / idx.to_string(), c_out, Default::default()));
+            out.push(Layer(Box::new(nn::batch_norm2d(p / "features" / idx.to_string(), c_out, Default::default()))));
             idx += 1;
         }
         // In place, as torchvision's ReLU(inplace=True): the conv output is not needed again.
-        seq = seq.add_fn(|x| x.shallow_clone().relu_());
+        out.push(Layer(Box::new(nn::func(|x| x.shallow_clone().relu_()))));
         idx += 1;
         c_in = c_out;
     }
-    seq
+    out
+}
+
+/// The convolutional part of VGG16 as one module (training runs it whole).
+pub fn features(p: &nn::Path, width: f64, batch_norm: bool) -> nn::SequentialT {
+    layers(p, width, batch_norm).into_iter().fold(nn::seq_t(), |seq, l| seq.add(l))
 }
 
 /// A model ready to run: weights loaded, in eval mode, on its device.
@@ -65,7 +81,7 @@ pub struct Model {
     pub parameters: usize,
     pub bytes: usize,
     _vs: nn::VarStore,
-    net: nn::SequentialT,
+    net: Vec<Layer>,
 }
 
 fn torch(e: tch::TchError) -> ModelError {
@@ -94,7 +110,7 @@ impl Model {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let net = {
             let _init = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            features(&vs.root(), manifest.width, manifest.batch_norm)
+            layers(&vs.root(), manifest.width, manifest.batch_norm)
         };
         let mut parameters = 0;
         tch::no_grad(|| -> Result<(), ModelError> {
@@ -135,13 +151,17 @@ impl Model {
         Ok(Model { manifest, device, half, parameters, bytes, _vs: vs, net })
     }
 
-    /// Runs a batch of preprocessed CHW inputs of one size; returns one vector each.
-    pub fn forward(&self, inputs: &[Vec<f32>], h: u32, w: u32) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// Runs a batch of preprocessed CHW inputs of one size; returns one vector each. `cancel`
+    /// is asked before each layer.
+    pub fn forward(&self, inputs: &[Vec<f32>], h: u32, w: u32, cancel: Cancel) -> Result<Vec<Vec<f32>>, ModelError> {
         let n = inputs.len() as i64;
         if n == 0 {
             return Ok(vec![]);
         }
-        let flat: Vec<f32> = inputs.concat();
+        let mut flat: Vec<f32> = Vec::new();
+        flat.try_reserve_exact(inputs.iter().map(Vec::len).sum())
+            .map_err(|_| ModelError::Torch("out of memory for the input batch".into()))?;
+        inputs.iter().for_each(|i| flat.extend_from_slice(i));
         tch::no_grad(|| {
             let mut x = Tensor::f_from_slice(&flat)
                 .and_then(|t| t.f_view([n, 3, h as i64, w as i64]))
@@ -151,7 +171,13 @@ impl Model {
             if self.half {
                 x = x.f_to_kind(Kind::Half).map_err(torch)?;
             }
-            let y = self.net.forward_t(&x, false);
+            let mut y = x;
+            for layer in &self.net {
+                if cancel() {
+                    return Err(ModelError::Cancelled);
+                }
+                y = layer.forward_t(&y, false);
+            }
             let mut v = match self.manifest.output.pooling {
                 Pooling::Avg => y.f_mean_dim([2i64, 3].as_slice(), false, Kind::Float),
                 Pooling::Max => y.f_amax([2i64, 3].as_slice(), false).and_then(|t| t.f_to_kind(Kind::Float)),

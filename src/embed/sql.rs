@@ -2,6 +2,7 @@
 //! of installed models. Models are loaded lazily, once per backend, and cached.
 
 use super::decode::{DecodeError, DecodeLimits};
+use super::preprocess::PrepError;
 use super::manifest::{Manifest, ModelError};
 use super::model::{parse_device, Cache, Model};
 use super::{embed_images_timed, EmbedError, Timings};
@@ -43,19 +44,66 @@ fn model_error(e: ModelError) -> ! {
         ModelError::WeightsCorrupt { .. } | ModelError::ShaMismatch { .. } => ERRCODE_DATA_CORRUPTED,
         ModelError::Device(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         ModelError::Torch(_) => ERRCODE_INTERNAL_ERROR,
+        ModelError::Cancelled => cancelled(),
     };
     error(code, e.to_string())
 }
 
-fn decode_error(index: Option<usize>, e: DecodeError) -> ! {
-    let code = match e {
-        DecodeError::TooManyBytes { .. } | DecodeError::TooManyPixels { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        _ => ERRCODE_INVALID_BINARY_REPRESENTATION,
-    };
+fn image_error(index: Option<usize>, code: PgSqlErrorCode, msg: String) -> ! {
     match index {
-        Some(i) => error(code, format!("image {} of the array: {e}", i + 1)),
-        None => error(code, e.to_string()),
+        Some(i) => error(code, format!("image {} of the array: {msg}", i + 1)),
+        None => error(code, msg),
     }
+}
+
+/// Where a limit applies only because a superuser's ceiling is below the role's own setting,
+/// the message says so.
+fn capped(setting: &pgrx::guc::GucSetting<i32>, ceiling: &pgrx::guc::GucSetting<i32>, name: &str) -> String {
+    if setting.get() > ceiling.get() { format!(", capped by visual_search.{name}_ceiling") } else { String::new() }
+}
+
+fn decode_error(index: Option<usize>, e: DecodeError) -> ! {
+    let (code, note) = match e {
+        DecodeError::TooManyBytes { .. } => {
+            (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_BYTES, &guc::MAX_IMAGE_BYTES_CEILING, "max_image_bytes"))
+        }
+        DecodeError::TooManyPixels { .. } => {
+            (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_PIXELS, &guc::MAX_IMAGE_PIXELS_CEILING, "max_image_pixels"))
+        }
+        _ => (ERRCODE_INVALID_BINARY_REPRESENTATION, String::new()),
+    };
+    image_error(index, code, format!("{e}{note}"))
+}
+
+fn prepare_error(index: Option<usize>, e: PrepError) -> ! {
+    match e {
+        PrepError::TooManyPixels { width, height, max } => image_error(
+            index,
+            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("image resizes to {width}x{height} pixels for the model, more than visual_search.max_image_pixels ({max})"),
+        ),
+        PrepError::OutOfMemory { bytes } => {
+            image_error(index, ERRCODE_OUT_OF_MEMORY, format!("out of memory: {bytes} bytes for a resized image"))
+        }
+        PrepError::Cancelled => cancelled(),
+    }
+}
+
+/// True once a cancel, a statement timeout or a termination is pending (PostgreSQL's signal
+/// handlers set these flags): asked while the pool decodes and before every layer.
+fn interrupt_pending() -> bool {
+    unsafe {
+        std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::QueryCancelPending)) != 0
+            || std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::ProcDiePending)) != 0
+    }
+}
+
+/// Work stopped for a pending interrupt: PostgreSQL raises its own error for it (57014 with the
+/// cancel's or the timeout's message, or FATAL for a termination).
+fn cancelled() -> ! {
+    pg_sys::check_for_interrupts!();
+    // Interrupts held off here: the work is abandoned all the same.
+    error(ERRCODE_QUERY_CANCELED, "canceling statement due to user request")
 }
 
 /// The model `name` (or the default model) for the current device settings, loaded on first use.
@@ -86,7 +134,8 @@ pub fn model(name: Option<&str>) -> Rc<Model> {
 }
 
 fn limits() -> DecodeLimits {
-    DecodeLimits { max_bytes: guc::MAX_IMAGE_BYTES.get() as usize, max_pixels: guc::MAX_IMAGE_PIXELS.get() as u64 }
+    let (max_bytes, max_pixels) = guc::image_limits();
+    DecodeLimits { max_bytes, max_pixels }
 }
 
 fn embed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> Vec<Vec<f32>> {
@@ -96,13 +145,15 @@ fn embed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> Vec<Vec<
 fn embed_timed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> (Vec<Vec<f32>>, Timings) {
     let m = model(model_name);
     super::torch::configure_threads();
-    match embed_images_timed(&m, images, &limits(), guc::THREADS.get() as usize) {
+    match embed_images_timed(&m, images, &limits(), guc::threads(), &interrupt_pending) {
         Ok(v) => {
             IMAGES_EMBEDDED.with(|n| n.set(n.get() + images.len() as i64));
             v
         }
         Err(EmbedError::Decode(i, e)) => decode_error(in_array.then_some(i), e),
+        Err(EmbedError::Prepare(i, e)) => prepare_error(in_array.then_some(i), e),
         Err(EmbedError::Model(e)) => model_error(e),
+        Err(EmbedError::Cancelled) => cancelled(),
     }
 }
 

@@ -4,9 +4,10 @@ use crate::guc;
 use pgrx::prelude::*;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
-/// Applies `visual_search.threads` before any libtorch work in this backend.
+/// Applies `visual_search.threads` (capped by `max_threads`) before any libtorch work in this
+/// backend.
 pub fn configure_threads() {
-    tch::set_num_threads(guc::THREADS.get());
+    tch::set_num_threads(guc::threads() as i32);
 }
 
 /// Runs a fixed 3×3 convolution on a ramp image and returns the sum of the output: a check that

@@ -107,7 +107,7 @@ fn insert_pending<T>(st: &mut State<T>) {
             }
             match st.workers.as_mut() {
                 Some(w) => g.insert_batch(&st.pending, w),
-                None => g.insert_batch(&st.pending, &mut Threads(crate::embed::pool(st.threads))),
+                None => g.insert_batch(&st.pending, &mut Threads(&crate::embed::pool(st.threads))),
             }
         }
     }

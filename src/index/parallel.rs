@@ -109,12 +109,12 @@ impl Workers {
     }
 
     /// The leader's threads, for good: the mirror missed (or could not take) a step.
-    fn threads(&mut self) -> Threads<'static> {
+    fn threads(&mut self) -> std::sync::Arc<rayon::ThreadPool> {
         if self.mirrored {
             self.mirrored = false;
             pgrx::debug1!("vs_hnsw: the graph outgrew the parallel workers' shared memory; the leader's threads go on");
         }
-        Threads(crate::embed::pool(self.threads))
+        crate::embed::pool(self.threads)
     }
 }
 
@@ -126,7 +126,7 @@ impl Team for Workers {
                 return lists;
             }
         }
-        self.threads().plan(g, b)
+        Threads(&self.threads()).plan(g, b)
     }
 
     fn merge(&mut self, g: &Graph, work: &[(u32, usize, Vec<u32>)]) -> Vec<Vec<u32>> {
@@ -136,7 +136,7 @@ impl Team for Workers {
                 return lists;
             }
         }
-        self.threads().merge(g, work)
+        Threads(&self.threads()).merge(g, work)
     }
 }
 

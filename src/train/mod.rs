@@ -70,11 +70,11 @@ impl Rng {
 }
 
 fn inputs(cat: &Catalogue, p: &Preprocess) -> (Tensor, i64, i64) {
-    let first = to_input(&cat.images[0], p);
+    let first = to_input(&cat.images[0], p, u64::MAX, &|| false).expect("a catalogue image fits the model");
     let (h, w) = (first.1 as i64, first.2 as i64);
     let mut flat = Vec::with_capacity(cat.images.len() * (3 * h * w) as usize);
     for img in &cat.images {
-        let (x, ih, iw) = to_input(img, p);
+        let (x, ih, iw) = to_input(img, p, u64::MAX, &|| false).expect("a catalogue image fits the model");
         assert_eq!((ih as i64, iw as i64), (h, w), "set input.crop so that every image has the same size");
         flat.extend_from_slice(&x);
     }
