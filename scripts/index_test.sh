@@ -18,8 +18,9 @@ check() { # name, expected, actual
 q -c "CREATE EXTENSION visual_search"
 q -c "CREATE TABLE products (id int, name text, category text, split text, image bytea, pixels text)"
 python3 scripts/fashion_mnist.py --limit 10000 | q -c "\copy products FROM STDIN"
-q -c "CREATE TABLE fm AS SELECT id, pixels::embedding(784) AS v FROM products WHERE split = 'train'" \
+q -c "CREATE TABLE fm AS SELECT id, pixels::embedding(784) AS v, category FROM products WHERE split = 'train'" \
   -c "CREATE TABLE fm_test AS SELECT id, pixels::embedding(784) AS v FROM products WHERE split = 'test' ORDER BY id LIMIT 100" \
+  -c "CREATE TABLE fm_more AS SELECT row_number() OVER (ORDER BY id) AS n, pixels::embedding(784) AS v FROM products WHERE split = 'test'" \
   -c "DROP TABLE products" -c "ANALYZE"
 
 # Recall@10 of fm's index at ef_search 40 against exact results, over the 100 test queries.
@@ -166,6 +167,69 @@ check "the standby's index holds exactly the primary's rows" t "$(psql "$standby
   SELECT (SELECT count(*) FROM unnest(visual_search.vs_hnsw_heap_tids('rep_v'))) = (SELECT count(*) FROM rep)")"
 as_owner "$PGBIN/pg_ctl" -D "$sdir/data" -m fast -w stop >/dev/null
 rm -rf "$sdir"
+
+# 5. Duplicates (one product's photo in several listings): fm plus 1,000 copies of one bag's
+#    pixels. Through the index a query with that vector returns LIMIT rows, the copies first, and a
+#    filtered query gets past the copies to the exact answer; no copy is cut off from the graph.
+#    (Ties ordered by id and copies shadowing every other candidate in the selection heuristic gave
+#    34 of 100 rows, 0 of 10 filtered and 2,031 unreachable with 2,000 copies among 20,000.)
+t0=$(date +%s)
+q -c "CREATE TABLE dup AS SELECT id, v, category FROM fm" \
+  -c "INSERT INTO dup SELECT 200000 + g, (SELECT v FROM fm WHERE category = 'Bag' ORDER BY id LIMIT 1), 'Bag' FROM generate_series(1, 1000) g" \
+  -c "CREATE INDEX dup_v ON dup USING vs_hnsw (v embedding_l2_ops)" -c "ANALYZE dup"
+copy="(SELECT v FROM fm WHERE category = 'Bag' ORDER BY id LIMIT 1)"
+check "duplicates: LIMIT 100 through the index returns 100 copies" 100 \
+  "$(q -c "SET enable_seqscan = off" -c "SELECT count(*) FILTER (WHERE d = 0) FROM (SELECT v <-> $copy AS d FROM dup ORDER BY v <-> $copy LIMIT 100) s")"
+check "duplicates: the filtered query used the index" 1 \
+  "$(q -c "SET enable_seqscan = off" -c "EXPLAIN (COSTS OFF) SELECT id FROM dup WHERE category = 'Sneaker' ORDER BY v <-> $copy LIMIT 10" | grep -c "Index Scan using dup_v")"
+check "duplicates: WHERE category = 'Sneaker' LIMIT 10 past 1,001 copies gives the exact answer" \
+  "$(q -c "SET enable_seqscan = off" -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM dup WHERE category = 'Sneaker' ORDER BY (v <-> $copy) + 0 LIMIT 10) s")" \
+  "$(q -c "SET enable_seqscan = off" -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM dup WHERE category = 'Sneaker' ORDER BY v <-> $copy LIMIT 10) s")"
+fresh_lost=$(q -c "SELECT visual_search.vs_hnsw_unreachable('fm_v')")
+dup_lost=$(q -c "SELECT visual_search.vs_hnsw_unreachable('dup_v')")
+echo "index_test: unreachable: $dup_lost of 11,000 with 1,000 copies, $fresh_lost of 10,000 without"
+check "duplicates: unreachable within 2x the index without copies" t "$(q -c "SELECT $dup_lost <= 2 * greatest($fresh_lost, 1)")"
+check "duplicates: recall@10 of the 100 test queries unchanged" t "$(q -c "SET enable_seqscan = off" -c "
+  SELECT avg(hits) / 10 >= 0.95 FROM (SELECT (SELECT count(*) FROM (SELECT id FROM dup ORDER BY v <-> t.v LIMIT 10) a
+    WHERE a.id IN (SELECT id FROM dup ORDER BY (v <-> t.v) + 0 LIMIT 10)) AS hits FROM fm_test t) s")"
+# 1,000 identical 16-d vectors, indexed after they were loaded and inserted into an index.
+q -c "CREATE TABLE same (id int, v embedding(16))" -c "CREATE TABLE same_ins (id int, v embedding(16))" \
+  -c "INSERT INTO same SELECT g, array_fill(0.5, ARRAY[16])::real[]::embedding(16) FROM generate_series(1, 1000) g" \
+  -c "CREATE INDEX same_v ON same USING vs_hnsw (v embedding_l2_ops)" \
+  -c "CREATE INDEX same_ins_v ON same_ins USING vs_hnsw (v embedding_l2_ops)" -c "INSERT INTO same_ins SELECT * FROM same"
+for t in same same_ins; do
+  check "1,000 identical vectors ($t): LIMIT 100 returns 100, none unreachable" "100|0" "$(q -c "SET enable_seqscan = off" -c "
+    SELECT (SELECT count(*) FROM (SELECT id FROM $t ORDER BY v <-> (SELECT v FROM same LIMIT 1) LIMIT 100) s) || '|' || visual_search.vs_hnsw_unreachable('${t}_v')")"
+done
+echo "index_test: the duplicate tests took $(($(date +%s) - t0)) s"
+
+# 6. Churn: 15 rounds of DELETE 600 random rows, VACUUM, INSERT 600 new ones on a 10,000-row
+#    index. VACUUM's repair keeps the graph as connected as a fresh build of the final rows, and
+#    a never-deleted row's own vector finds it nearly as often. (Plain nearest truncation of the
+#    refilled lists left 696 of 10,000 unreachable, 21 after a fresh build, and missed 63 of 600
+#    against 12; now 17 against 25, and 14 against 9.)
+t0=$(date +%s)
+q -c "CREATE TABLE churn AS SELECT id, v FROM fm" -c "CREATE INDEX churn_v ON churn USING vs_hnsw (v embedding_l2_ops)"
+for r in $(seq 15); do
+  q -c "SELECT setseed(0.$r)" -c "DELETE FROM churn WHERE id IN (SELECT id FROM churn ORDER BY random() LIMIT 600)" -c "VACUUM churn" \
+    -c "INSERT INTO churn SELECT 100000 + n, v FROM fm_more WHERE n > ($r - 1) * 600 AND n <= $r * 600" >/dev/null
+done
+q -c "CREATE TABLE churn_fresh AS SELECT * FROM churn" -c "CREATE INDEX churn_fresh_v ON churn_fresh USING vs_hnsw (v embedding_l2_ops)"
+# Misses of 600 never-deleted rows' own vectors among the 10 nearest found.
+misses() {
+  q -c "SET enable_seqscan = off" -c "SELECT count(*) FROM (SELECT id, v FROM $1 WHERE id < 100000 ORDER BY id LIMIT 600) c
+    WHERE c.id NOT IN (SELECT id FROM $1 ORDER BY v <-> c.v LIMIT 10)"
+}
+churn_lost=$(q -c "SELECT visual_search.vs_hnsw_unreachable('churn_v')")
+fresh_lost=$(q -c "SELECT visual_search.vs_hnsw_unreachable('churn_fresh_v')")
+churn_miss=$(misses churn)
+fresh_miss=$(misses churn_fresh)
+echo "index_test: after 15 churn rounds: $churn_lost unreachable, $churn_miss of 600 own-vector misses; a fresh build: $fresh_lost, $fresh_miss"
+check "churn: unreachable within 2x a fresh build's" t "$(q -c "SELECT $churn_lost <= 2 * greatest($fresh_lost, 1)")"
+# Not yet as few as a fresh build's (14 against 9 measured; inserts draw random levels, so runs
+# differ): bounded at twice a fresh build's and 5, which the old repair's 63 against 12 failed.
+check "churn: own-vector lookups miss at most 2x + 5 a fresh build's" t "$([ "$churn_miss" -le $((2 * fresh_miss + 5)) ] && echo t || echo f)"
+echo "index_test: the churn test took $(($(date +%s) - t0)) s"
 
 bash scripts/pgcluster.sh destroy "$dir"
 echo "index_test: $passed passed, 0 failed"

@@ -6,7 +6,7 @@
 use crate::types::kernels;
 use half::f16;
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -65,10 +65,33 @@ impl<I: Ord> Ord for Scored<I> {
     }
 }
 
+/// An order for nodes at equal distances, different for every `salt` (the node being inserted, the
+/// node whose list is pruned): splitmix64's finaliser. Ordering ties by id made every search and
+/// every list prefer the same oldest nodes among exact duplicates, so the newer ones lost all
+/// their incoming edges: of 1,000 identical vectors 967 were unreachable.
+pub fn tie(salt: u64, id: u64) -> u64 {
+    let mut z = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ id;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Candidates at most this far from a node are its copies (see `select`). An exact copy is at
+/// 0 under L2 in every kernel; under inner products (cosine too: the graph sees normalised
+/// vectors' inner products) at the node's distance to itself, give or take the rounding of
+/// kernels that sum in other orders.
+pub fn copy_floor(self_distance: f32) -> f32 {
+    self_distance + self_distance.abs() * 1e-5
+}
+
 /// What a beam search needs from a graph's storage: the in-memory `Graph` during a build, index
 /// pages in shared buffers for inserts and scans.
 pub trait Walk {
-    type Id: Copy + Ord;
+    type Id: Copy + Ord + Into<u64>;
+    /// Orders this walk's ties (`tie`): the node being inserted, 0 for a query.
+    fn salt(&self) -> u64 {
+        0
+    }
     /// Marks `id` visited; false when it already was.
     fn first_visit(&mut self, id: Self::Id) -> bool;
     /// Appends the neighbours of `id` on `layer` to `out`.
@@ -80,14 +103,33 @@ pub trait Walk {
     fn prefetch(&mut self, _ids: &[Self::Id]) {}
 }
 
+/// A beam's order: distance, then the walk's `tie`, then id.
+#[derive(Clone, Copy, PartialEq)]
+struct Key<I>(f32, u64, I);
+impl<I: Ord> Eq for Key<I> {}
+impl<I: Ord> PartialOrd for Key<I> {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<I: Ord> Ord for Key<I> {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1)).then(self.2.cmp(&o.2))
+    }
+}
+
 /// Beam search on one layer from `entry` points; returns up to `ef` nearest, nearest first.
+/// Among nodes at equal distances it keeps those first in the walk's `tie` order, so inserts of
+/// duplicates link to different copies.
 pub fn beam<W: Walk>(w: &mut W, entry: &[Scored<W::Id>], ef: usize, layer: usize) -> Vec<Scored<W::Id>> {
-    let mut candidates: BinaryHeap<std::cmp::Reverse<Scored<W::Id>>> = BinaryHeap::new();
-    let mut best: BinaryHeap<Scored<W::Id>> = BinaryHeap::new();
+    let salt = w.salt();
+    let key = |d: f32, id: W::Id| Key(d, tie(salt, id.into()), id);
+    let mut candidates: BinaryHeap<std::cmp::Reverse<Key<W::Id>>> = BinaryHeap::new();
+    let mut best: BinaryHeap<Key<W::Id>> = BinaryHeap::new();
     for &e in entry {
         w.first_visit(e.1);
-        candidates.push(std::cmp::Reverse(e));
-        best.push(e);
+        candidates.push(std::cmp::Reverse(key(e.0, e.1)));
+        best.push(key(e.0, e.1));
     }
     while best.len() > ef {
         best.pop();
@@ -98,36 +140,63 @@ pub fn beam<W: Walk>(w: &mut W, entry: &[Scored<W::Id>], ef: usize, layer: usize
             break;
         }
         ns.clear();
-        w.neighbours(c.1, layer, &mut ns);
+        w.neighbours(c.2, layer, &mut ns);
         ns.retain(|&n| w.first_visit(n));
         w.prefetch(&ns);
         for &n in &ns {
             let bound = if best.len() >= ef { best.peek().map_or(f32::INFINITY, |b| b.0) } else { f32::INFINITY };
             let Some(d) = w.distance(n, bound) else { continue };
             if best.len() < ef || d < best.peek().map_or(f32::INFINITY, |b| b.0) {
-                candidates.push(std::cmp::Reverse(Scored(d, n)));
-                best.push(Scored(d, n));
+                candidates.push(std::cmp::Reverse(key(d, n)));
+                best.push(key(d, n));
                 if best.len() > ef {
                     best.pop();
                 }
             }
         }
     }
-    best.into_sorted_vec()
+    best.into_sorted_vec().into_iter().map(|k| Scored(k.0, k.2)).collect()
 }
 
-/// The heuristic of the HNSW paper: take candidates (sorted, nearest first), keeping one only if
-/// it is closer to the new node than to every neighbour already kept; fill up with the rest.
+/// The heuristic of the HNSW paper for the list of node `owner`: take candidates nearest first,
+/// keeping one only if it is closer to the owner than to every neighbour already kept; fill up
+/// with the rest. Candidates at equal distances come in the owner's own `tie` order.
 /// `dist(a, b, bound)` may stop early above `bound`: only "farther than bound?" is asked.
-pub fn select<I: Copy + Ord>(candidates: &[Scored<I>], max: usize, dist: impl Fn(I, I, f32) -> f32) -> Vec<Scored<I>> {
-    let mut kept: Vec<Scored<I>> = Vec::with_capacity(max);
+///
+/// Copies of the owner (candidates at most `floor` away, see `copy_floor`) point in no
+/// direction: they take at most half the list, and shadow no other candidate. By the paper's
+/// test a copy (exactly as far from every candidate as the owner) pruned all of them, so 2,000
+/// copies of one Fashion-MNIST image kept edges only among themselves: a search that entered
+/// them found 34 rows and no way out.
+pub fn select<I: Copy + Ord + Into<u64>>(owner: u64, candidates: &[Scored<I>], max: usize, floor: f32, dist: impl Fn(I, I, f32) -> f32) -> Vec<Scored<I>> {
+    select_onto(owner, Vec::new(), candidates, max, floor, dist)
+}
+
+/// `select` with the neighbours in `kept` taken first, whatever the heuristic says of them
+/// (`candidates` holds none of them).
+pub fn select_onto<I: Copy + Ord + Into<u64>>(
+    owner: u64,
+    mut kept: Vec<Scored<I>>,
+    candidates: &[Scored<I>],
+    max: usize,
+    floor: f32,
+    dist: impl Fn(I, I, f32) -> f32,
+) -> Vec<Scored<I>> {
+    let mut sorted = candidates.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| tie(owner, a.1.into()).cmp(&tie(owner, b.1.into()))));
+    let mut copies = kept.iter().filter(|k| k.0 <= floor).count();
     let mut pruned = Vec::new();
-    for &c in candidates {
+    for c in sorted {
         if kept.len() >= max {
             break;
         }
-        let diverse = kept.iter().all(|k| dist(c.1, k.1, c.0) > c.0);
-        if diverse { kept.push(c) } else { pruned.push(c) }
+        let keep = if c.0 <= floor {
+            copies += 1;
+            copies <= max / 2
+        } else {
+            kept.iter().all(|k| k.0 <= floor || dist(c.1, k.1, c.0) > c.0)
+        };
+        if keep { kept.push(c) } else { pruned.push(c) }
     }
     for c in pruned {
         if kept.len() >= max {
@@ -258,15 +327,57 @@ pub trait View: Sync {
     fn between(&self, a: u32, b: u32, bound: f32) -> f32 {
         self.store().between(self.dim(), self.metric(), a, b, bound)
     }
-    fn select_ids(&self, candidates: &[Scored], max: usize) -> Vec<u32> {
-        select(candidates, max, |a, b, bound| self.between(a, b, bound)).into_iter().map(|s| s.1).collect()
+    /// Distances to node `id`'s copies are at most this (`copy_floor`).
+    fn floor(&self, id: u32) -> f32 {
+        copy_floor(self.between(id, id, f32::INFINITY))
+    }
+    /// `select` for node `owner`'s list.
+    fn select_ids(&self, owner: u32, candidates: &[Scored], max: usize) -> Vec<u32> {
+        select(owner as u64, candidates, max, self.floor(owner), |a, b, bound| self.between(a, b, bound)).into_iter().map(|s| s.1).collect()
     }
     /// `list` cut down to `max` neighbours of `n` by the selection heuristic.
     fn pruned(&self, n: u32, list: &[u32], max: usize) -> Vec<u32> {
         let mut scored: Vec<Scored> = list.iter().map(|&x| Scored(self.between(n, x, f32::INFINITY), x)).collect();
         scored.sort();
-        self.select_ids(&scored, max)
+        self.select_ids(n, &scored, max)
     }
+    /// `widen` for node `id`'s candidates on `layer`, through copies older than `before` (a
+    /// batch's own nodes get their lists while the batch is planned: reading them would make
+    /// the graph depend on the workers' timing).
+    fn widen(&self, id: u32, layer: usize, found: &mut Vec<Scored>, before: u32) {
+        let mut ns = Vec::new();
+        widen(found, self.floor(id), |c| {
+            ns.clear();
+            if c >= before {
+                return Vec::new();
+            }
+            self.neighbours_into(c, layer, &mut ns);
+            ns.iter().filter(|&&x| x != id).map(|&x| Scored(self.between(id, x, f32::INFINITY), x)).collect()
+        });
+    }
+}
+
+/// Copies whose neighbours `widen` adds: the lists of a few are enough, as every copy takes its
+/// way out from the copies found before it.
+const WIDEN: usize = 4;
+
+/// Adds to a node's candidates (`found`, sorted) the neighbours of its copies among them
+/// (`neighbours` gives them with their distances to the node). A beam among more copies than
+/// ef finds nothing else, and the node would get no edge leading away from its copies.
+pub fn widen<I: Copy + Ord>(found: &mut Vec<Scored<I>>, floor: f32, mut neighbours: impl FnMut(I) -> Vec<Scored<I>>) {
+    let copies: Vec<I> = found.iter().take_while(|s| s.0 <= floor).take(WIDEN).map(|s| s.1).collect();
+    if copies.is_empty() {
+        return;
+    }
+    let mut seen: BTreeSet<I> = found.iter().map(|s| s.1).collect();
+    for c in copies {
+        for s in neighbours(c) {
+            if seen.insert(s.1) {
+                found.push(s);
+            }
+        }
+    }
+    found.sort();
 }
 
 /// A graph seen from one query.
@@ -274,10 +385,14 @@ struct Walker<'a, V: View + ?Sized> {
     view: &'a V,
     q: &'a [f32],
     visited: &'a mut Visited,
+    salt: u64,
 }
 
 impl<V: View + ?Sized> Walk for Walker<'_, V> {
     type Id = u32;
+    fn salt(&self) -> u64 {
+        self.salt
+    }
     fn first_visit(&mut self, id: u32) -> bool {
         self.visited.first(id)
     }
@@ -311,20 +426,21 @@ pub fn plan_node<V: View + ?Sized>(v: &V, visited: &mut Visited, b: &Batch, i: u
     let mut ep = vec![Scored(v.dist(&q, b.entry, f32::INFINITY), b.entry)];
     for layer in (level + 1..=b.top).rev() {
         visited.start(v.size());
-        ep = beam(&mut Walker { view: v, q: &q, visited }, &ep, 1, layer);
+        ep = beam(&mut Walker { view: v, q: &q, visited, salt: id as u64 }, &ep, 1, layer);
     }
     let mut lists = vec![Vec::new(); level + 1];
     for layer in (0..=level).rev() {
         let mut found = if layer <= b.top {
             visited.start(v.size());
-            ep = beam(&mut Walker { view: v, q: &q, visited }, &ep, b.ef, layer);
+            ep = beam(&mut Walker { view: v, q: &q, visited, salt: id as u64 }, &ep, b.ef, layer);
             ep.clone()
         } else {
             Vec::new()
         };
         found.extend((0..i).filter(|&j| b.levels[j] >= layer).map(|j| Scored(v.dist(&q, b.start + j as u32, f32::INFINITY), b.start + j as u32)));
         found.sort();
-        lists[layer] = v.select_ids(&found, capacity(layer, v.m()));
+        v.widen(id, layer, &mut found, b.start);
+        lists[layer] = v.select_ids(id, &found, capacity(layer, v.m()));
     }
     lists
 }
@@ -367,6 +483,196 @@ impl Team for Threads<'_> {
     fn merge(&mut self, g: &Graph, work: &[(u32, usize, Vec<u32>)]) -> Vec<Vec<u32>> {
         use rayon::prelude::*;
         self.0.install(|| work.par_iter().map(|(nb, layer, new)| merge_list(g, *nb, *layer, new)).collect())
+    }
+}
+
+/// What repairing neighbour lists after deletes needs of a graph's storage: the in-memory `Graph`,
+/// or the index pages during VACUUM (`vacuum.rs`), so that both repair alike (`Mending`).
+pub trait Mend {
+    type Id: Copy + Ord + Into<u64> + std::hash::Hash;
+    fn capacity(&self, layer: usize) -> usize;
+    fn is_deleted(&self, id: Self::Id) -> bool;
+    /// The neighbours of `id` on `layer`, deleted ones too.
+    fn list(&self, id: Self::Id, layer: usize) -> Vec<Self::Id>;
+    /// Distance between two nodes, possibly stopping early above `bound`.
+    fn between(&self, a: Self::Id, b: Self::Id, bound: f32) -> f32;
+    /// Replaces `id`'s list on `layer`; `read` is the list the repair started from (the pages
+    /// keep edges that inserts added since).
+    fn write(&mut self, id: Self::Id, layer: usize, read: &[Self::Id], list: &[Scored<Self::Id>]);
+    /// Called before each node's repair (the pages drop the vectors they read for the last one).
+    fn begin(&mut self) {}
+}
+
+/// One repair of the lists after deletes. The live nodes that the deleted nodes' edges led to
+/// may have lost their last incoming edge: `node` replaces a live node's edges to deleted nodes
+/// with edges to those, by the heuristic, and notes which of them a live node's edge leads to;
+/// `adopt` then links each one left over from the nearest live node that had led to it through
+/// a deleted one. Refilling lists from two hops by plain nearest truncation cut live nodes off:
+/// 15 rounds of deleting and inserting 6 % of 10,000 Fashion-MNIST rows left 704 unreachable
+/// (13 after a fresh build).
+pub struct Mending<I> {
+    /// (deleted node, layer) → the live nodes its edges led to, and the live nodes whose edges
+    /// led to it.
+    gone: BTreeMap<(I, usize), (Vec<I>, Vec<I>)>,
+    /// (live node, layer) a deleted node's edge led to → whether a live node's edge leads there.
+    led: HashMap<(I, usize), bool>,
+}
+
+impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
+    /// Starts a repair of the `deleted` nodes (with their levels).
+    pub fn new<M: Mend<Id = I>>(g: &M, deleted: impl IntoIterator<Item = (I, usize)>) -> Self {
+        let (mut gone, mut led) = (BTreeMap::new(), HashMap::new());
+        for (d, level) in deleted {
+            for layer in 0..=level {
+                let to: Vec<I> = g.list(d, layer).into_iter().filter(|&n| !g.is_deleted(n)).collect();
+                for &n in &to {
+                    led.insert((n, layer), false);
+                }
+                gone.insert((d, layer), (to, Vec::new()));
+            }
+        }
+        Mending { gone, led }
+    }
+
+    /// Repairs the lists of live node `id` (on `level` and below). Its live edges all stay:
+    /// dropping one could cut off the node it leads to.
+    pub fn node<M: Mend<Id = I>>(&mut self, g: &mut M, id: I, level: usize) {
+        g.begin();
+        let mut floor = None;
+        for layer in 0..=level {
+            let read = g.list(id, layer);
+            let (mut kept, mut pool) = (Vec::new(), Vec::new());
+            for &n in &read {
+                if !g.is_deleted(n) {
+                    kept.push(n);
+                } else if let Some((to, from)) = self.gone.get_mut(&(n, layer)) {
+                    from.push(id);
+                    pool.extend_from_slice(to);
+                }
+            }
+            if kept.len() == read.len() {
+                self.note(&read, layer);
+                continue;
+            }
+            pool.sort_unstable();
+            pool.dedup();
+            pool.retain(|&x| x != id && !kept.contains(&x));
+            let floor = *floor.get_or_insert_with(|| copy_floor(g.between(id, id, f32::INFINITY)));
+            let scored = |xs: &[I]| {
+                let mut s: Vec<Scored<I>> = xs.iter().map(|&x| Scored(g.between(id, x, f32::INFINITY), x)).collect();
+                s.sort();
+                s
+            };
+            let list = select_onto(id.into(), scored(&kept), &scored(&pool), g.capacity(layer), floor, |a, b, bound| g.between(a, b, bound));
+            let ids: Vec<I> = list.iter().map(|s| s.1).collect();
+            self.note(&ids, layer);
+            g.write(id, layer, &read, &list);
+        }
+    }
+
+    fn note(&mut self, list: &[I], layer: usize) {
+        for &n in list {
+            if let Some(linked) = self.led.get_mut(&(n, layer)) {
+                *linked = true;
+            }
+        }
+    }
+
+    /// After `node` has seen every live node: links each node that no live edge leads to any
+    /// more from the nearest live node whose edge led to a deleted node that led to it, in place
+    /// of the edge the heuristic values least. Returns how many it linked.
+    pub fn adopt<M: Mend<Id = I>>(self, g: &mut M) -> usize {
+        let Mending { gone, mut led } = self;
+        let mut linked = 0;
+        for ((_, layer), (to, from)) in gone {
+            for n in to {
+                if led.get(&(n, layer)) != Some(&false) {
+                    continue;
+                }
+                g.begin();
+                let Some(Scored(d, e)) = from.iter().filter(|&&e| e != n).map(|&e| Scored(g.between(n, e, f32::INFINITY), e)).min() else { continue };
+                let read = g.list(e, layer);
+                let mut others: Vec<Scored<I>> =
+                    read.iter().filter(|&&x| x != n && !g.is_deleted(x)).map(|&x| Scored(g.between(e, x, f32::INFINITY), x)).collect();
+                others.sort();
+                let floor = copy_floor(g.between(e, e, f32::INFINITY));
+                let list = select_onto(e.into(), vec![Scored(d, n)], &others, g.capacity(layer), floor, |a, b, bound| g.between(a, b, bound));
+                g.write(e, layer, &read, &list);
+                led.insert((n, layer), true);
+                linked += 1;
+            }
+        }
+        linked
+    }
+}
+
+/// Links every `live` node of `layer` that a walk from `entry` cannot reach on that layer from
+/// its nearest reachable neighbour (by its own edges), where the edge the heuristic then drops
+/// leaves its target another incoming edge. Inserts orphan a few nodes as they prune lists, and nothing
+/// ever links an orphan again (no search finds it): over 15 churn rounds they added up to three
+/// times a fresh build's. Returns how many nodes it linked.
+pub fn reconnect<M: Mend>(g: &mut M, entry: M::Id, layer: usize, live: &[M::Id]) -> usize {
+    let (mut reached, mut into) = (std::collections::HashSet::new(), HashMap::new());
+    reach(g, entry, layer, &mut reached, &mut into);
+    let mut linked = 0;
+    loop {
+        let before = linked;
+        for &u in live {
+            if reached.contains(&u) {
+                continue;
+            }
+            g.begin();
+            let mut near: Vec<Scored<M::Id>> =
+                g.list(u, layer).into_iter().filter(|x| reached.contains(x) && !g.is_deleted(*x)).map(|r| Scored(g.between(u, r, f32::INFINITY), r)).collect();
+            near.sort();
+            let mut best = None;
+            for &Scored(d, r) in &near {
+                let read = g.list(r, layer);
+                let mut others: Vec<Scored<M::Id>> =
+                    read.iter().filter(|&&x| x != u && !g.is_deleted(x)).map(|&x| Scored(g.between(r, x, f32::INFINITY), x)).collect();
+                others.sort();
+                let floor = copy_floor(g.between(r, r, f32::INFINITY));
+                let list = select_onto(r.into(), vec![Scored(d, u)], &others, g.capacity(layer), floor, |a, b, bound| g.between(a, b, bound));
+                let dropped: Vec<M::Id> = others.iter().map(|s| s.1).filter(|x| !list.iter().any(|s| s.1 == *x)).collect();
+                let safe = dropped.iter().all(|x| into.get(x).is_some_and(|&n: &u32| n >= 2));
+                if safe || best.is_none() {
+                    best = Some((r, read, list, dropped));
+                }
+                if safe {
+                    break;
+                }
+            }
+            let Some((r, read, list, dropped)) = best else { continue };
+            g.write(r, layer, &read, &list);
+            for x in dropped {
+                into.entry(x).and_modify(|n| *n -= 1);
+            }
+            reach(g, u, layer, &mut reached, &mut into);
+            linked += 1;
+        }
+        if linked == before {
+            return linked;
+        }
+    }
+}
+
+/// Marks what a walk from `from` reaches on `layer`, counting the edges into each node.
+fn reach<M: Mend>(g: &M, from: M::Id, layer: usize, reached: &mut std::collections::HashSet<M::Id>, into: &mut HashMap<M::Id, u32>) {
+    *into.entry(from).or_insert(0) += 1;
+    if !reached.insert(from) {
+        return;
+    }
+    let mut stack = vec![from];
+    while let Some(n) = stack.pop() {
+        for x in g.list(n, layer) {
+            if g.is_deleted(x) {
+                continue;
+            }
+            *into.entry(x).or_insert(0) += 1;
+            if reached.insert(x) {
+                stack.push(x);
+            }
+        }
     }
 }
 
@@ -443,36 +749,22 @@ impl Graph {
         self.deleted.iter().filter(|d| !**d).count()
     }
 
-    /// Removes deleted nodes from every neighbour list. A live node that lost neighbours gets
-    /// new ones, chosen by the same heuristic among its remaining neighbours and the neighbours
-    /// of the ones it lost (two hops away, where the lost edges led). A deleted entry point is
-    /// replaced by the live node on the highest layer.
+    /// Removes deleted nodes from every neighbour list, as VACUUM does on the pages (`Mending`):
+    /// a live node that lost neighbours gets new ones by the heuristic among the live nodes the
+    /// lost ones led to, and each of those that no live node links to any more is linked from
+    /// the nearest one that had led to it. A deleted entry point is replaced by the live node on
+    /// the highest layer. Then every node still unreachable is linked again (`reconnect`).
     pub fn repair(&mut self) {
+        let deleted: Vec<(u32, usize)> =
+            (0..self.len() as u32).filter(|&i| self.is_deleted(i) && self.neighbours[i as usize].iter().any(|l| !l.is_empty())).map(|i| (i, self.level(i))).collect();
+        let mut mending = Mending::new(&*self, deleted);
         for id in 0..self.len() as u32 {
-            if self.is_deleted(id) {
-                continue;
-            }
-            for layer in 0..=self.level(id) {
-                let ns = &self.neighbours[id as usize][layer];
-                if !ns.iter().any(|&n| self.deleted[n as usize]) {
-                    continue;
-                }
-                let mut pool: Vec<u32> = Vec::new();
-                for &n in ns {
-                    if !self.deleted[n as usize] {
-                        pool.push(n);
-                    } else {
-                        pool.extend(self.neighbours[n as usize][layer].iter().copied().filter(|&x| !self.deleted[x as usize] && x != id));
-                    }
-                }
-                pool.sort_unstable();
-                pool.dedup();
-                let v = self.vector(id).into_owned();
-                let mut scored: Vec<Scored> = pool.into_iter().map(|x| Scored(self.dist(&v, x), x)).collect();
-                scored.sort();
-                self.neighbours[id as usize][layer] = self.select(&scored, self.max_neighbours(layer));
+            if !self.is_deleted(id) {
+                let level = self.level(id);
+                mending.node(self, id, level);
             }
         }
+        mending.adopt(self);
         for id in 0..self.len() {
             if self.deleted[id] {
                 self.neighbours[id].iter_mut().for_each(|l| l.clear());
@@ -480,6 +772,12 @@ impl Graph {
         }
         if self.entry.is_some_and(|e| self.is_deleted(e)) {
             self.entry = (0..self.len() as u32).filter(|&i| !self.is_deleted(i)).max_by_key(|&i| (self.level(i), std::cmp::Reverse(i)));
+        }
+        if let Some(entry) = self.entry {
+            for layer in 0..=self.level(entry) {
+                let live: Vec<u32> = (0..self.len() as u32).filter(|&i| !self.is_deleted(i) && self.level(i) >= layer).collect();
+                reconnect(self, entry, layer, &live);
+            }
         }
     }
 
@@ -561,16 +859,13 @@ impl Graph {
         self.dist_bounded(q, id, f32::INFINITY)
     }
 
-    fn search_layer(&mut self, q: &[f32], entry: &[Scored], ef: usize, layer: usize) -> Vec<Scored> {
+    /// A beam on `layer`, ordering ties by `salt` (see `Walk::salt`).
+    fn search_layer(&mut self, q: &[f32], entry: &[Scored], ef: usize, layer: usize, salt: u64) -> Vec<Scored> {
         let mut visited = std::mem::take(&mut self.visited);
         visited.start(self.len());
-        let found = beam(&mut Walker { view: &*self, q, visited: &mut visited }, entry, ef, layer);
+        let found = beam(&mut Walker { view: &*self, q, visited: &mut visited, salt }, entry, ef, layer);
         self.visited = visited;
         found
-    }
-
-    fn select(&self, candidates: &[Scored], max: usize) -> Vec<u32> {
-        self.select_ids(candidates, max)
     }
 
     /// Adds a vector; returns its node id.
@@ -588,12 +883,14 @@ impl Graph {
         let top = self.level(entry);
         let mut ep = vec![Scored(self.dist(v, entry), entry)];
         for layer in (level + 1..=top).rev() {
-            ep = self.search_layer(v, &ep, 1, layer);
+            ep = self.search_layer(v, &ep, 1, layer, id as u64);
         }
         for layer in (0..=level.min(top)).rev() {
-            let found = self.search_layer(v, &ep, self.params.ef_construction, layer);
+            let found = self.search_layer(v, &ep, self.params.ef_construction, layer, id as u64);
             let max = self.max_neighbours(layer);
-            let chosen = self.select(&found, max);
+            let mut candidates = found.clone();
+            self.widen(id, layer, &mut candidates, id);
+            let chosen = self.select_ids(id, &candidates, max);
             for &n in &chosen {
                 self.neighbours[n as usize][layer].push(id);
                 // Lists may run over by a quarter before the heuristic prunes them: one
@@ -678,12 +975,31 @@ impl Graph {
         let Some(entry) = self.entry else { return Vec::new() };
         let mut ep = vec![Scored(self.dist(q, entry), entry)];
         for layer in (1..=self.level(entry)).rev() {
-            ep = self.search_layer(q, &ep, 1, layer);
+            ep = self.search_layer(q, &ep, 1, layer, 0);
         }
-        let mut found = self.search_layer(q, &ep, ef.max(k), 0);
+        let mut found = self.search_layer(q, &ep, ef.max(k), 0, 0);
         found.retain(|s| !self.deleted[s.1 as usize]);
         found.truncate(k);
         found
+    }
+}
+
+impl Mend for Graph {
+    type Id = u32;
+    fn capacity(&self, layer: usize) -> usize {
+        self.max_neighbours(layer)
+    }
+    fn is_deleted(&self, id: u32) -> bool {
+        self.deleted[id as usize]
+    }
+    fn list(&self, id: u32, layer: usize) -> Vec<u32> {
+        self.neighbours[id as usize][layer].clone()
+    }
+    fn between(&self, a: u32, b: u32, bound: f32) -> f32 {
+        self.distance_between(a, b, bound)
+    }
+    fn write(&mut self, id: u32, layer: usize, _read: &[u32], list: &[Scored]) {
+        self.neighbours[id as usize][layer] = list.iter().map(|s| s.1).collect();
     }
 }
 
@@ -872,5 +1188,139 @@ mod tests {
             assert_eq!(g.search(v, 1, 32)[0].1, i as u32);
         }
         assert!(Graph::new(3, Metric::L2, Params::default()).search(&[0.0; 3], 5, 10).is_empty());
+    }
+
+    /// Live nodes that a walk from the entry point cannot reach on layer 0.
+    fn unreachable(g: &Graph) -> usize {
+        let Some(e) = g.entry() else { return 0 };
+        let mut seen = vec![false; g.len()];
+        seen[e as usize] = true;
+        let mut stack = vec![e];
+        while let Some(n) = stack.pop() {
+            for &x in g.neighbours(n, 0) {
+                if !std::mem::replace(&mut seen[x as usize], true) {
+                    stack.push(x);
+                }
+            }
+        }
+        (0..g.len()).filter(|&i| !seen[i] && !g.is_deleted(i as u32)).count()
+    }
+
+    /// Of the `k` nearest live nodes to `q` (among `data`), how many a search with `ef` returns,
+    /// ties counted as hits (any node at the k-th distance is a right answer).
+    fn hits(g: &mut Graph, data: &[Vec<f32>], q: &[f32], k: usize, ef: usize) -> usize {
+        let mut exact: Vec<f32> = (0..data.len()).filter(|&i| !g.is_deleted(i as u32)).map(|i| Metric::L2.distance(q, &data[i])).collect();
+        exact.sort_by(f32::total_cmp);
+        let kth = exact[k - 1];
+        g.search(q, k, ef).iter().filter(|s| s.0 <= kth).count()
+    }
+
+    #[test]
+    fn identical_vectors_are_all_reachable_and_found() {
+        // The case: 1,000 copies of one 16-d vector, nothing else (inserted one by one).
+        let copy = random(1, 16, 31).remove(0);
+        let mut g = Graph::new(16, Metric::L2, Params::default());
+        for _ in 0..1000 {
+            g.insert(&copy);
+        }
+        g.finish();
+        let (lost, found) = (unreachable(&g), g.search(&copy, 100, 100));
+        eprintln!("1,000 identical vectors: {lost} unreachable, {} of 100 found", found.len());
+        assert_eq!(lost, 0, "unreachable copies");
+        assert!(found.len() == 100 && found.iter().all(|s| s.0 == 0.0), "found {}", found.len());
+        // The same copies among random vectors, in parallel batches.
+        let mut data = random(1500, 16, 32);
+        data.splice(500..500, std::iter::repeat_n(copy.clone(), 1000));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let mut g = Graph::new(16, Metric::L2, Params::default());
+        for chunk in data.chunks(512) {
+            g.insert_batch(&chunk.concat(), &mut Threads(&pool));
+        }
+        g.finish();
+        let lost = unreachable(&g);
+        let found = g.search(&copy, 100, 100).iter().filter(|s| s.0 == 0.0).count();
+        let others = hits(&mut g, &data, &random(1, 16, 33)[0], 10, 40);
+        eprintln!("1,000 copies among 1,500 random vectors: {lost} unreachable, {found} of 100 copies found");
+        assert!(lost == 0 && found == 100 && others >= 9, "{lost} unreachable, {found} copies found, {others} of 10 nearest");
+    }
+
+    #[test]
+    fn a_tenth_duplicates_keeps_recall_and_reachability() {
+        let mut data = random(3000, 24, 41);
+        let copy = data[7].clone();
+        for i in (0..3000).step_by(10) {
+            data[i] = copy.clone();
+        }
+        let queries = random(100, 24, 42);
+        let mut g = Graph::new(24, Metric::L2, Params::default());
+        for v in &data {
+            g.insert(v);
+        }
+        g.finish();
+        let lost = unreachable(&g);
+        let r = queries.iter().map(|q| hits(&mut g, &data, q, 10, 40)).sum::<usize>() as f64 / 1000.0;
+        // Near the copies: a search must get out of them to the nearest other vectors (the
+        // index's filtered queries need this), and return every copy.
+        let mut near = copy.clone();
+        near[0] += 0.01;
+        let got = g.search(&near, 400, 400);
+        let (copies, all) = (got.iter().filter(|s| data[s.1 as usize] == copy).count(), data.iter().filter(|v| **v == copy).count());
+        let mut others: Vec<Scored> = (0..3000).filter(|&i| data[i] != copy).map(|i| Scored(Metric::L2.distance(&near, &data[i]), i as u32)).collect();
+        others.sort();
+        let truth: std::collections::HashSet<u32> = others[..100].iter().map(|s| s.1).collect();
+        let out = got.iter().filter(|s| truth.contains(&s.1)).count();
+        eprintln!("10 % copies: {lost} unreachable, recall@10 {r:.3}; near the copies {copies} of {all} copies and {out} of the 100 nearest others");
+        assert!(lost <= 3, "{lost} unreachable");
+        assert!(r >= 0.95, "recall {r}");
+        assert!(copies == all && out >= 90, "{copies} of {all} copies, {out} others");
+    }
+
+    #[test]
+    fn churn_keeps_the_graph_as_connected_as_a_fresh_build() {
+        // 15 rounds of deleting 6 % of the nodes, repairing and inserting as many new ones, on
+        // Fashion-MNIST (pixel vectors have the hubs and sparse regions where nodes get cut off).
+        let fm = crate::train::data::fashion_mnist(std::path::Path::new("/usr/share/datasets/fashion-mnist"), "train", Some(6000)).unwrap();
+        let data: Vec<Vec<f32>> = fm.images.iter().map(|img| img.pixels().map(|p| p[0] as f32).collect()).collect();
+        let (start, round) = (3000, 180);
+        let mut g = Graph::new(784, Metric::L2, Params::default());
+        for v in &data[..start] {
+            g.insert(v);
+        }
+        let mut rng = 7u64;
+        let mut next = start;
+        let mut ever_deleted = vec![false; data.len()];
+        for _ in 0..15 {
+            let live: Vec<u32> = (0..g.len() as u32).filter(|&i| !g.is_deleted(i)).collect();
+            for _ in 0..round {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let id = live[(rng % live.len() as u64) as usize];
+                g.mark_deleted(id);
+                ever_deleted[id as usize] = true;
+            }
+            g.repair();
+            for v in &data[next..next + round] {
+                g.insert(v);
+            }
+            next += round;
+        }
+        g.finish();
+        let live: Vec<u32> = (0..g.len() as u32).filter(|&i| !g.is_deleted(i)).collect();
+        let mut fresh = Graph::new(784, Metric::L2, Params::default());
+        for &i in &live {
+            fresh.insert(&data[i as usize]);
+        }
+        fresh.finish();
+        // Own-vector lookups of the rows never deleted: the nearest found is at distance 0.
+        let kept: Vec<usize> = (0..live.len()).filter(|&j| live[j] < start as u32 && !ever_deleted[live[j] as usize]).collect();
+        let misses = |g: &mut Graph| kept.iter().filter(|&&j| g.search(&data[live[j] as usize], 1, 40)[0].0 != 0.0).count();
+        let (churned, rebuilt) = (unreachable(&g), unreachable(&fresh));
+        let (miss_c, miss_f) = (misses(&mut g), misses(&mut fresh));
+        eprintln!("after churn: {churned} of {} unreachable, {miss_c} of {} own-vector misses; fresh build: {rebuilt}, {miss_f}", live.len(), kept.len());
+        // Before `Mending` and `reconnect`: 11 unreachable, 11 misses; now 6 and 10; a fresh
+        // build 3 and 4. The misses are not yet down to a fresh build's: this bounds them.
+        assert!(churned <= 2 * rebuilt.max(1), "{churned} unreachable after churn, {rebuilt} after a fresh build");
+        assert!(miss_c <= 3 * miss_f + 2, "{miss_c} own-vector misses after churn, {miss_f} after a fresh build");
     }
 }

@@ -3,10 +3,10 @@
 //! its exclusive lock with its own WAL record, so readers and other writers go on beside it; a
 //! crash between steps leaves an element with fewer incoming edges, never a broken page.
 
-use super::am::{self, encode, prepare};
-use super::graph::{capacity, random_level, select, Scored};
+use super::am::{self, distance, encode, prepare};
+use super::graph::{capacity, copy_floor, random_level, select, widen, Scored};
 use super::page::{self, item_room, page_capacity, read_meta, Meta, NO_ENTRY, UPDATE_LOCK};
-use super::search::{pair_distance, vector_at, with_list, Pages};
+use super::search::{neighbours_of, pair_distance, vector_at, with_element, with_list, Pages};
 use super::tuple::{self, Id};
 use crate::types::datum::Element as Elem;
 use half::f16;
@@ -14,6 +14,11 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::Cell;
 use std::collections::HashMap;
+
+/// Distances to the copies of an element with vector `v` are at most this (`copy_floor`).
+fn floor_of<T: Elem>(metric: u32, v: &[T]) -> f32 {
+    copy_floor(if metric == 0 { 0.0 } else { distance(metric, v, v, f32::INFINITY) })
+}
 
 thread_local! {
     static RNG: Cell<u64> = const { Cell::new(0) };
@@ -62,8 +67,9 @@ unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, laye
             for c in cands.iter().filter(|c| c.1 != to) {
                 vectors.insert(c.1, vector_at(index, c.1, m));
             }
+            let floor = if meta.metric == 0 { 0.0 } else { floor_of(meta.metric, &vector_at::<T>(index, from, m)) };
             let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
-            let kept: Vec<(Id, f32)> = select(&cands, cap - cap / 4, dist).into_iter().map(|s| (s.1, s.0)).collect();
+            let kept: Vec<(Id, f32)> = select(from, &cands, cap - cap / 4, floor, dist).into_iter().map(|s| (s.1, s.0)).collect();
             let keeps_new = kept.iter().any(|k| k.0 == to);
             let written = with_list(index, m, from, layer, |lists, level| {
                 let now: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer).collect();
@@ -103,18 +109,27 @@ pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T
 
         let mut chosen: Vec<Vec<(Id, f32)>> = vec![Vec::new(); level + 1];
         if meta.entry != NO_ENTRY {
+            // The new element has no id yet: its heap TID orders its ties (`graph::tie`).
+            let salt = heap_tid.iter().fold(0u64, |a, &b| a << 8 | b as u64);
             let mut w = Pages::new(index, meta, v);
+            w.salt = salt;
             let layers = w.search(level, 0, meta.ef_construction as usize);
             let top = level.min(meta.entry_level as usize);
+            let floor = floor_of(meta.metric, v);
             let mut vectors: HashMap<Id, Vec<T>> = HashMap::new();
             for (i, found) in layers.iter().enumerate() {
                 let layer = top - i;
-                let live: Vec<Scored<Id>> = found.iter().copied().filter(|s| !w.deleted.contains(&s.1)).collect();
+                let mut live: Vec<Scored<Id>> = found.iter().copied().filter(|s| !w.deleted.contains(&s.1)).collect();
+                // A copy's edges are as long from the new element as from the copy.
+                widen(&mut live, floor, |c| {
+                    let ns = neighbours_of(index, m, c, layer);
+                    ns.into_iter().filter(|(n, _)| with_element(index, *n, |e| !e.deleted()) == Some(true)).map(|(n, d)| Scored(d, n)).collect()
+                });
                 for s in &live {
                     vectors.entry(s.1).or_insert_with(|| vector_at(index, s.1, m));
                 }
                 let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
-                chosen[layer] = select(&live, capacity(layer, m), dist).into_iter().map(|s| (s.1, s.0)).collect();
+                chosen[layer] = select(salt, &live, capacity(layer, m), floor, dist).into_iter().map(|s| (s.1, s.0)).collect();
             }
         }
 

@@ -35,11 +35,13 @@ pub struct Pages<'a, T> {
     pub visited: IdSet,
     /// Elements VACUUM marked deleted that this walk went through.
     pub deleted: IdSet,
+    /// Orders the walk's ties (`Walk::salt`): an insert's own, 0 for a scan.
+    pub salt: u64,
 }
 
 impl<'a, T: Elem> Pages<'a, T> {
     pub fn new(index: pg_sys::Relation, meta: Meta, q: &'a [T]) -> Self {
-        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default() }
+        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default(), salt: 0 }
     }
 
     /// Greedy descent from the entry point to `layer`, then a beam of `ef` on each layer from
@@ -189,6 +191,9 @@ pub unsafe fn for_each_live(index: pg_sys::Relation, mut f: impl FnMut(Id, &Elem
 
 impl<T: Elem> Walk for Pages<'_, T> {
     type Id = Id;
+    fn salt(&self) -> u64 {
+        self.salt
+    }
     fn first_visit(&mut self, id: Id) -> bool {
         self.visited.insert(id)
     }

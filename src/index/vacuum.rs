@@ -1,18 +1,23 @@
 //! VACUUM, in three passes over the pages, as `graph::Graph::repair` does in memory:
 //! 1. mark the elements of dead heap rows deleted (scans skip them, inserts never link to them);
 //! 2. after waiting out inserts that began before the marks, give every live element that lost
-//!    neighbours new ones among its other neighbours and the lost ones' neighbours;
+//!    neighbours new ones among the lost ones' neighbours, and link each element that no live
+//!    one leads to any more (`graph::Mending`, the repair `Graph::repair` does in memory), then
+//!    every element a walk from the entry point does not reach (`graph::reconnect`);
 //! 3. free the deleted elements' space for new inserts (free space map), so churn does not grow
 //!    the index.
 
-use super::graph::capacity;
+use super::am::distance;
+use super::graph::{capacity, reconnect, Mend, Mending, Scored};
 use super::page::{self, blocks, item, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
-use super::search::{distance_to, for_each_live, neighbours_of, vector_of, with_element, with_list, IdSet};
+use super::search::{for_each_live, neighbours_of, vector_of, with_element, with_list, IdSet};
 use super::tuple::{self, block_of, Element, Id};
 use crate::types::datum::Element as Elem;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// Element ids on a page, read under a share lock.
 unsafe fn elements_on(index: pg_sys::Relation, blk: u32) -> Vec<Id> {
@@ -69,49 +74,109 @@ unsafe fn mark(info: *mut pg_sys::IndexVacuumInfo, stats: *mut pg_sys::IndexBulk
     (deleted, lists)
 }
 
-/// Pass 2 for one element: replaces its edges to deleted elements on every layer. Returns the
-/// element's level (None when it is gone).
-unsafe fn repair<T: Elem>(index: pg_sys::Relation, meta: &Meta, id: Id, deleted: &IdSet) -> Option<usize> {
-    let m = meta.m as usize;
-    unsafe {
-        let (level, v) = with_element(index, id, |e| (e.level(), vector_of::<T>(&e, m)))?;
-        for layer in 0..=level {
-            let ns = neighbours_of(index, m, id, layer);
-            if !ns.iter().any(|(n, _)| deleted.contains(n)) {
-                continue;
-            }
-            let mut pool: Vec<(Id, f32)> = ns.iter().copied().filter(|(n, _)| !deleted.contains(n)).collect();
-            let mut seen: IdSet = pool.iter().map(|p| p.0).collect();
-            seen.insert(id);
-            for (gone, _) in ns.iter().filter(|(n, _)| deleted.contains(n)) {
-                for (n, _) in neighbours_of(index, m, *gone, layer) {
-                    if deleted.contains(&n) || !seen.insert(n) {
-                        continue;
-                    }
-                    let d = with_element(index, n, |e| {
-                        (e.level() >= layer && !e.deleted()).then(|| distance_to(meta.metric, &v, &e, m, f32::INFINITY)).flatten()
-                    });
-                    if let Some(Some(d)) = d {
-                        pool.push((n, d));
+/// The index pages as `graph::Mend` sees them during pass 2.
+struct Disk<'a, T> {
+    index: pg_sys::Relation,
+    meta: &'a Meta,
+    deleted: &'a IdSet,
+    /// The vectors read for the element being repaired.
+    vectors: RefCell<HashMap<Id, Vec<T>>>,
+}
+
+impl<T: Elem> Disk<'_, T> {
+    fn load(&self, id: Id) {
+        if !self.vectors.borrow().contains_key(&id) {
+            let v = unsafe { with_element(self.index, id, |e| vector_of::<T>(&e, self.meta.m as usize)) }.unwrap_or_default();
+            self.vectors.borrow_mut().insert(id, v);
+        }
+    }
+}
+
+impl<T: Elem> Mend for Disk<'_, T> {
+    type Id = Id;
+    fn capacity(&self, layer: usize) -> usize {
+        capacity(layer, self.meta.m as usize)
+    }
+    fn is_deleted(&self, id: Id) -> bool {
+        self.deleted.contains(&id)
+    }
+    fn list(&self, id: Id, layer: usize) -> Vec<Id> {
+        unsafe { neighbours_of(self.index, self.meta.m as usize, id, layer) }.into_iter().map(|(n, _)| n).collect()
+    }
+    fn between(&self, a: Id, b: Id, bound: f32) -> f32 {
+        self.load(a);
+        self.load(b);
+        let vs = self.vectors.borrow();
+        let (va, vb) = (&vs[&a], &vs[&b]);
+        // A vector that is gone (freed by an earlier VACUUM) is read as empty.
+        if va.is_empty() || va.len() != vb.len() { f32::INFINITY } else { distance(self.meta.metric, &va, &vb, bound) }
+    }
+    fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Scored<Id>]) {
+        let (m, deleted) = (self.meta.m as usize, self.deleted);
+        unsafe {
+            with_list(self.index, m, id, layer, |lists, level| {
+                let mut out: Vec<(Id, f32)> = list.iter().map(|s| (s.1, s.0)).collect();
+                // Under the lock: keep the edges inserts added since the list was read.
+                for (n, d) in tuple::neighbours(lists, level, m, layer).collect::<Vec<_>>() {
+                    if !read.contains(&n) && !deleted.contains(&n) && !out.iter().any(|o| o.0 == n) {
+                        out.push((n, d));
                     }
                 }
-            }
-            pool.sort_by(|a, b| a.1.total_cmp(&b.1));
-            pool.truncate(capacity(layer, m));
-            // Write under the lock, keeping edges inserts added since the read.
-            with_list(index, m, id, layer, |lists, level| {
-                let mut now: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer).filter(|(n, _)| !deleted.contains(n)).collect();
-                for p in pool {
-                    if !now.iter().any(|q| q.0 == p.0) {
-                        now.push(p);
-                    }
-                }
-                now.sort_by(|a, b| a.1.total_cmp(&b.1));
-                tuple::set_neighbours(lists, level, m, layer, &now);
+                tuple::set_neighbours(lists, level, m, layer, &out);
                 true
             });
         }
-        Some(level)
+    }
+    fn begin(&mut self) {
+        self.vectors.borrow_mut().clear();
+    }
+}
+
+/// Pass 2: repairs every live element's lists; returns the live element on the highest level.
+unsafe fn repair<T: Elem>(index: pg_sys::Relation, meta: &Meta, deleted: &IdSet) -> Option<(usize, Id)> {
+    unsafe {
+        let mut disk = Disk::<T> { index, meta, deleted, vectors: RefCell::new(HashMap::new()) };
+        let mut gone: Vec<(Id, usize)> = deleted.iter().filter_map(|&d| with_element(index, d, |e| (d, e.level()))).collect();
+        gone.sort_unstable();
+        let mut mending = Mending::new(&disk, gone);
+        let mut best: Option<(usize, Id)> = None;
+        for blk in 1..blocks(index) {
+            pg_sys::vacuum_delay_point();
+            for id in elements_on(index, blk) {
+                if deleted.contains(&id) {
+                    continue;
+                }
+                let Some(level) = with_element(index, id, |e| e.level()) else { continue };
+                mending.node(&mut disk, id, level);
+                if best.is_none_or(|(l, _)| level > l) {
+                    best = Some((level, id));
+                }
+            }
+        }
+        mending.adopt(&mut disk);
+        best
+    }
+}
+
+/// Pass 2, last: links the live elements a walk from the entry point no longer reaches, on
+/// every layer (`graph::reconnect`), when the ids and marks it keeps (about 64 bytes an element) fit in
+/// maintenance_work_mem.
+unsafe fn reconnect_all<T: Elem>(index: pg_sys::Relation, deleted: &IdSet) {
+    unsafe {
+        let meta = read_meta(index);
+        if meta.entry == NO_ENTRY {
+            return;
+        }
+        let mut live = Vec::new();
+        for_each_live(index, |id, e| live.push((e.level(), id)));
+        if live.len() * 64 > pg_sys::maintenance_work_mem as usize * 1024 {
+            return;
+        }
+        let mut disk = Disk::<T> { index, meta: &meta, deleted, vectors: RefCell::new(HashMap::new()) };
+        for layer in 0..=meta.entry_level as usize {
+            let on: Vec<Id> = live.iter().filter(|l| l.0 >= layer).map(|l| l.1).collect();
+            reconnect(&mut disk, meta.entry, layer, &on);
+        }
     }
 }
 
@@ -154,20 +219,7 @@ unsafe fn bulk_delete<T: Elem>(info: *mut pg_sys::IndexVacuumInfo, stats: *mut p
         pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
         pg_sys::UnlockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
         let meta = read_meta(index);
-        let mut best: Option<(usize, Id)> = None;
-        for blk in 1..blocks(index) {
-            pg_sys::vacuum_delay_point();
-            for id in elements_on(index, blk) {
-                if deleted.contains(&id) {
-                    continue;
-                }
-                if let Some(level) = repair::<T>(index, &meta, id, &deleted) {
-                    if best.is_none_or(|(l, _)| level > l) {
-                        best = Some((level, id));
-                    }
-                }
-            }
-        }
+        let best = repair::<T>(index, &meta, &deleted);
         pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
         if deleted.contains(&read_meta(index).entry) {
             page::update_meta(index, |mm| {
@@ -175,6 +227,7 @@ unsafe fn bulk_delete<T: Elem>(info: *mut pg_sys::IndexVacuumInfo, stats: *mut p
             });
         }
         pg_sys::UnlockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
+        reconnect_all::<T>(index, &deleted);
         let gone: IdSet = deleted.union(&lists).copied().collect();
         free(index, &gone);
     }
