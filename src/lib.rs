@@ -2,7 +2,7 @@
 //!
 //! `types` holds the vector types and distance kernels, `embed` the image → vector path on
 //! libtorch, `guc` the settings. The SQL objects are declared by hand in
-//! `sql/visual_search--0.1.0.sql` and the upgrade scripts after it (pulled in below), which binds the Rust functions by symbol.
+//! `sql/visual_search.sql` (pulled in below), which binds the Rust functions by symbol.
 
 use pgrx::prelude::*;
 
@@ -14,9 +14,12 @@ pub mod types;
 
 ::pgrx::pg_module_magic!(name, version);
 
-// The install script of the current version is the first version's followed by every upgrade.
-pgrx::extension_sql_file!("../sql/visual_search--0.1.0.sql", name = "install_script", bootstrap);
-pgrx::extension_sql_file!("../sql/visual_search--0.1.0--0.2.0.sql", name = "upgrade_0_2_0", finalize);
+// The install script of the current version (Cargo.toml's). It is a file of its own, not the
+// first version's followed by the upgrades: 0.1.0's script created Hamming distance in the
+// extension's schema, where pgvector's is, so replaying it would fail beside pgvector. The
+// upgrade scripts (`sql/visual_search--<from>--<to>.sql`, installed by scripts/install.sh) lead
+// there from 0.1.0; pg_test/sql/upgrade.sql checks they give the same objects.
+pgrx::extension_sql_file!("../sql/visual_search.sql", name = "install_script", bootstrap);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -50,7 +50,7 @@ SELECT q AS statement, outcome(q) FROM (VALUES
   ($$SELECT '[1e20]'::embedding::halfembedding$$),
   ($$SELECT '[1e20]'::embedding::integer[]$$),
   -- Hamming distance on bit strings of different lengths
-  ($$SELECT B'101' <~> B'1010'$$)
+  ($$SELECT B'101' OPERATOR(visual_search.<~>) B'1010'$$)
 ) t(q);
 
 -- wrong-length binary input: a bytea written with COPY BINARY is read back as an embedding,

@@ -56,5 +56,5 @@ SELECT avg(v) IS NULL AS empty_avg, sum(v) IS NULL AS empty_sum FROM (SELECT '[1
 
 -- Hamming distance on binary-quantized vectors
 SELECT binary_quantize('[1,-2,0,3,0.5,-1,2,1,-4]'::embedding), binary_quantize('[1,-2,3]'::halfembedding);
-SELECT binary_quantize('[1,-2,0,3]'::embedding) <~> binary_quantize('[1,2,0,-3]'::embedding) AS hamming,
-       hamming_distance(B'1010', B'0110');
+SELECT binary_quantize('[1,-2,0,3]'::embedding) OPERATOR(visual_search.<~>) binary_quantize('[1,2,0,-3]'::embedding) AS hamming,
+       visual_search.hamming_distance(B'1010', B'0110');

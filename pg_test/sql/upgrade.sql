@@ -1,6 +1,20 @@
--- The 0.1.0 → 0.2.0 upgrade script gives the objects a fresh 0.2.0 install has.
-SELECT count(*) AS fresh_objects FROM pg_depend
-WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search') AND deptype = 'e' \gset
+-- The upgrade scripts give the objects a fresh install of the current version has: the same
+-- members, and for functions and operators the same definitions, settings and privileges.
+CREATE FUNCTION pg_temp.members() RETURNS TABLE (n bigint, digest text) LANGUAGE sql AS $$
+  SELECT count(*), md5(string_agg(d, E'\n' ORDER BY d)) FROM (
+    SELECT pg_describe_object(e.classid, e.objid, e.objsubid) || coalesce(' ' || (
+             SELECT row(p.prorettype::regtype, p.provolatile, p.proisstrict, p.proparallel, p.procost, p.prorows,
+                        p.proargnames, pg_get_expr(p.proargdefaults, 0), p.prosrc, p.probin, p.proconfig, p.proacl)::text
+             FROM pg_proc p WHERE e.classid = 'pg_proc'::regclass AND p.oid = e.objid), '')
+           || coalesce(' ' || (
+             SELECT row(o.oprcom::regoperator, o.oprnegate::regoperator, o.oprcode::regproc, o.oprrest, o.oprjoin)::text
+             FROM pg_operator o WHERE e.classid = 'pg_operator'::regclass AND o.oid = e.objid), '') AS d
+    FROM pg_depend e
+    WHERE e.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search') AND e.deptype = 'e') s
+$$;
+SELECT extversion AS fresh_version FROM pg_extension WHERE extname = 'visual_search';
+SELECT n AS fresh_objects, digest AS fresh_digest FROM pg_temp.members() \gset
+SELECT current_database() AS regress_db \gset
 CREATE DATABASE vs_upgrade;
 \c vs_upgrade
 SET client_min_messages = warning;
@@ -9,12 +23,34 @@ SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
 SELECT count(*) AS vs_hnsw_before FROM pg_am WHERE amname = 'vs_hnsw';
 ALTER EXTENSION visual_search UPDATE TO '0.2.0';
 SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
-SELECT count(*) = :fresh_objects AS same_objects_as_a_fresh_install FROM pg_depend
-WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search') AND deptype = 'e';
-CREATE TABLE t (v embedding(2));
-INSERT INTO t VALUES ('[1,1]'), ('[2,2]');
+CREATE TABLE t (v embedding(2), b bit(4));
+INSERT INTO t VALUES ('[1,1]', B'1010'), ('[2,2]', B'0110');
 CREATE INDEX ON t USING vs_hnsw (v embedding_l2_ops);
 SET enable_seqscan = off;
 SELECT v FROM t ORDER BY v <-> '[2,2.1]' LIMIT 1;
-\c vs_regress
+RESET enable_seqscan;
+-- 0.3.0: Hamming distance moves to the extension's own schema, the plpgsql functions pin
+-- their search_path, the index checks are no longer executable by PUBLIC
+ALTER EXTENSION visual_search UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
+CREATE FUNCTION pg_temp.members() RETURNS TABLE (n bigint, digest text) LANGUAGE sql AS $$
+  SELECT count(*), md5(string_agg(d, E'\n' ORDER BY d)) FROM (
+    SELECT pg_describe_object(e.classid, e.objid, e.objsubid) || coalesce(' ' || (
+             SELECT row(p.prorettype::regtype, p.provolatile, p.proisstrict, p.proparallel, p.procost, p.prorows,
+                        p.proargnames, pg_get_expr(p.proargdefaults, 0), p.prosrc, p.probin, p.proconfig, p.proacl)::text
+             FROM pg_proc p WHERE e.classid = 'pg_proc'::regclass AND p.oid = e.objid), '')
+           || coalesce(' ' || (
+             SELECT row(o.oprcom::regoperator, o.oprnegate::regoperator, o.oprcode::regproc, o.oprrest, o.oprjoin)::text
+             FROM pg_operator o WHERE e.classid = 'pg_operator'::regclass AND o.oid = e.objid), '') AS d
+    FROM pg_depend e
+    WHERE e.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search') AND e.deptype = 'e') s
+$$;
+SELECT n = :fresh_objects AS same_objects_as_a_fresh_install, digest = :'fresh_digest' AS same_definitions
+FROM pg_temp.members();
+-- what was there keeps working
+SET enable_seqscan = off;
+SELECT v FROM t ORDER BY v <-> '[2,2.1]' LIMIT 1;
+RESET enable_seqscan;
+SELECT a.b OPERATOR(visual_search.<~>) c.b AS hamming, visual_search.hamming_distance(a.b, c.b) FROM t a, t c WHERE a.v < c.v;
+\c :regress_db
 DROP DATABASE vs_upgrade;

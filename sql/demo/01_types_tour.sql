@@ -12,5 +12,5 @@ WITH centroids AS (SELECT category, avg(pixels) AS c FROM products WHERE split =
 SELECT category, round((c <-> (SELECT pixels FROM products WHERE id = 60000))::numeric, 1) AS distance
 FROM centroids ORDER BY 2;
 \echo 'Hamming distance on binary-quantized vectors'
-SELECT binary_quantize(a.pixels) <~> binary_quantize(b.pixels) AS hamming
+SELECT binary_quantize(a.pixels) OPERATOR(visual_search.<~>) binary_quantize(b.pixels) AS hamming
 FROM products a, products b WHERE a.id = 0 AND b.id = 1;

@@ -84,11 +84,18 @@ pub unsafe fn prepare<T: Element>(datum: pg_sys::Datum, is_null: bool, meta: &Me
     if meta.metric == 2 { normalized(v.data) } else { Some(v.data.to_vec()) }
 }
 
-/// `v` scaled to length 1 (cosine's graph holds unit vectors); None for the zero vector.
+/// `v` scaled to length 1 (cosine's graph holds unit vectors); None for the zero vector. The
+/// norm comes from the f32 kernel when that is accurate, else from f64 sums: vectors with huge
+/// (near f32::MAX) or tiny (below 1e-19) values have a direction too, and were left out.
 pub fn normalized<T: Element>(v: &[T]) -> Option<Vec<T>> {
     let f: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
-    let norm = kernels::dot(&f, &f).sqrt();
-    (norm > 0.0 && norm.is_finite()).then(|| f.iter().map(|x| T::from_f32(x / norm)).collect())
+    let squared = kernels::dot(&f, &f);
+    if kernels::f32_norm_is_exact(squared) {
+        let norm = squared.sqrt();
+        return Some(f.iter().map(|x| T::from_f32(x / norm)).collect());
+    }
+    let norm = kernels::squared_norm_f64(&f).sqrt();
+    (norm > 0.0).then(|| f.iter().map(|&x| T::from_f32((x as f64 / norm) as f32)).collect())
 }
 
 pub fn check_dim<T: Element>(dim: usize, index_dim: usize) {

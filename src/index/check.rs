@@ -3,16 +3,51 @@
 
 use super::page::{read_meta, NO_ENTRY};
 use super::search::{for_each_live, Pages};
+use crate::types::error::error;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::ffi::CStr;
+
+fn not_an_index() -> ! {
+    error(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "not a vs_hnsw index")
+}
+
+/// The checks show where every indexed row of the table is, so they need what reading the whole
+/// table needs: SELECT on it (which superusers, the owner and members of pg_read_all_data have;
+/// a column grant is not enough), and no row-level security applying to the caller. Checked
+/// before any lock is taken. EXECUTE on the functions is also revoked from PUBLIC, as amcheck's.
+unsafe fn check_access(index: pg_sys::Oid) -> pg_sys::Oid {
+    unsafe {
+        let heap = pg_sys::IndexGetRelation(index, true);
+        if heap == pg_sys::InvalidOid {
+            not_an_index();
+        }
+        let name = || {
+            let p = pg_sys::get_rel_name(heap);
+            if p.is_null() { "?".to_string() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
+        };
+        let user = pg_sys::GetUserId();
+        if pg_sys::pg_class_aclcheck(heap, user, pg_sys::ACL_SELECT as pg_sys::AclMode) != pg_sys::AclResult::ACLCHECK_OK {
+            error(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied for table {}", name()));
+        }
+        if pg_sys::check_enable_rls(heap, pg_sys::InvalidOid, true) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+            error(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("row-level security is enabled for table {} and hides rows from this role; the index check needs a role that bypasses it", name()),
+            );
+        }
+        heap
+    }
+}
 
 unsafe fn open(index: pg_sys::Oid) -> pg_sys::Relation {
     unsafe {
+        let heap = check_access(index);
         let rel = pg_sys::index_open(index, pg_sys::AccessShareLock as i32);
-        if (*(*rel).rd_rel).relam != pg_sys::get_index_am_oid(c"vs_hnsw".as_ptr(), false) {
+        if (*(*rel).rd_rel).relam != pg_sys::get_index_am_oid(c"vs_hnsw".as_ptr(), false) || (*(*rel).rd_index).indrelid != heap {
             pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
-            crate::types::error::error(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, "not a vs_hnsw index");
+            not_an_index();
         }
         rel
     }

@@ -3,7 +3,8 @@
 //! Layout, the same as pgvector's `vector`/`halfvec`: varlena header (4 bytes), `dim: u16`,
 //! `unused: u16`, then `dim` elements. No per-element overhead.
 
-use super::error::error;
+use super::error::{error, raise};
+use super::text::{VecError, MAX_DIM};
 use super::kernels::Distance;
 use half::f16;
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
@@ -100,8 +101,14 @@ impl<'a, T: Element> FromDatum for VecRef<'a, T> {
 }
 
 impl<T: Element> Vector<T> {
-    /// Writes the varlena into palloc'd memory of the current memory context.
+    /// Writes the varlena into palloc'd memory of the current memory context. Every datum of
+    /// the two types is built here (casts, aggregates, arithmetic, recv, image_embed, arrays of
+    /// vectors), so this is where a vector longer than the 16-bit count can hold is refused
+    /// (54000), instead of being stored with a wrapped count that no later read accepts.
     pub fn to_varlena(&self) -> *mut pg_sys::varlena {
+        if self.0.len() > MAX_DIM {
+            raise(VecError::TooManyDims(self.0.len()), T::TYPE_NAME, None);
+        }
         let size = HEADER + self.0.len() * size_of::<T>();
         unsafe {
             let p = pg_sys::palloc0(size) as *mut u8;

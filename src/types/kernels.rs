@@ -320,12 +320,48 @@ pub fn l1<T: Distance>(a: &[T], b: &[T]) -> f32 {
     check(a, b);
     unsafe { (T::kernels().l1)(a, b) }
 }
-/// 1 − cos(a, b), NaN when either vector is zero (as pgvector).
+/// Smallest squared norm the f32 sums are trusted for: below it, products of small elements
+/// that underflowed f32 (|x| < 1.1e-19) could weigh in the sum.
+pub const MIN_F32_SQUARED_NORM: f32 = 1e-20;
+
+/// Whether a squared norm summed in f32 is accurate: finite (no element beyond about 1.8e19
+/// overflowed) and not so small that underflow counts.
+#[inline]
+pub fn f32_norm_is_exact(squared: f32) -> bool {
+    squared.is_finite() && squared >= MIN_F32_SQUARED_NORM
+}
+
+/// (a·b, a·a, b·b) summed in f64, which holds the products of any two f32 values (up to 1.2e77
+/// and down to 2e-90) without overflow or underflow, for any number of dimensions.
+pub fn cosine_parts_f64<T: Elem>(a: &[T], b: &[T]) -> (f64, f64, f64) {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.to_f32() as f64, y.to_f32() as f64);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    (ab, aa, bb)
+}
+
+/// Squared L2 norm in f64 (see `cosine_parts_f64`).
+pub fn squared_norm_f64<T: Elem>(a: &[T]) -> f64 {
+    a.iter().map(|x| (x.to_f32() as f64) * (x.to_f32() as f64)).sum()
+}
+
+/// 1 − cos(a, b), NaN when either vector is zero (as pgvector). The SIMD kernel's f32 sums are
+/// used when they are accurate; vectors whose squared norms overflow or underflow f32 (values
+/// near f32::MAX, or all below 1e-19) are summed again in f64, so they get their true distance.
 #[inline]
 pub fn cosine_distance<T: Distance>(a: &[T], b: &[T]) -> f64 {
     check(a, b);
     let (ab, aa, bb) = unsafe { (T::kernels().cosine_parts)(a, b) };
-    let sim = ab as f64 / ((aa as f64) * (bb as f64)).sqrt();
+    let (ab, aa, bb) = if f32_norm_is_exact(aa) && f32_norm_is_exact(bb) && ab.is_finite() {
+        (ab as f64, aa as f64, bb as f64)
+    } else {
+        cosine_parts_f64(a, b)
+    };
+    let sim = ab / (aa * bb).sqrt();
     if sim.is_nan() {
         return f64::NAN;
     }
@@ -544,6 +580,31 @@ mod tests {
         assert!(cosine_distance(&[0f32, 0.0], &[1.0, 2.0]).is_nan());
         assert!(cosine_distance(&[1f32, 2.0, 3.0], &[2.0, 4.0, 6.0]).abs() < 1e-7);
         assert!((cosine_distance(&[1f32, 0.0], &[-1.0, 0.0]) - 2.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn cosine_of_vectors_whose_norms_overflow_or_underflow_f32_has_an_answer() {
+        let d = |a: &[f32], b: &[f32]| cosine_distance(a, b);
+        assert!(d(&[3e38], &[3e38]).abs() < 1e-12, "{}", d(&[3e38], &[3e38]));
+        assert!(d(&[1e-30, 1e-30], &[1e-30, 1e-30]).abs() < 1e-12);
+        assert!(d(&[3e38, 3e38], &[1.0, 1.0]).abs() < 1e-12);
+        assert!((d(&[3e38, -3e38], &[1.0, 1.0]) - 1.0).abs() < 1e-12);
+        assert!((d(&[-3e38], &[1e-30]) - 2.0).abs() < 1e-12);
+        assert!((d(&[1e-40, 0.0], &[0.0, 1e-40]) - 1.0).abs() < 1e-12, "subnormals");
+        assert!(d(&[0.0, 0.0], &[3e38, 0.0]).is_nan(), "the zero vector has no direction");
+        // long vectors of huge values, every SIMD width and tail
+        for n in [1usize, 7, 16, 33, 100, 2000] {
+            let a: Vec<f32> = (0..n).map(|i| 3e38 * if i % 3 == 0 { -1.0 } else { 0.5 }).collect();
+            let b: Vec<f32> = a.iter().map(|x| x * 1e-34 * 1e-34).collect();
+            assert!(d(&a, &a).abs() < 1e-12, "n={n}");
+            assert!(d(&a, &b).abs() < 1e-9, "n={n}: {}", d(&a, &b));
+            let ah: Vec<f16> = a.iter().map(|&x| f16::from_f32(x / 1e34)).collect();
+            assert!(cosine_distance(&ah, &ah).abs() < 1e-7, "f16 n={n}");
+        }
+        // ordinary vectors still take the f32 sums
+        let v = random_vectors(2, 64, 9);
+        let (ab, aa, bb) = cosine_parts_f64(&v[0], &v[1]);
+        assert!((d(&v[0], &v[1]) - (1.0 - ab / (aa * bb).sqrt())).abs() < 1e-6);
     }
 
     #[test]

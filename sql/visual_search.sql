@@ -1,0 +1,530 @@
+-- visual_search: the install script of the current version (Cargo.toml's), which src/lib.rs hands to
+-- pgrx. Objects are declared by hand (as pgvector does) so that the SQL is reviewable; the C
+-- symbols are the Rust functions' pgrx wrappers (`<fn>_wrapper`). The scripts of earlier versions
+-- and the upgrade scripts from them are the visual_search--*.sql files beside this one;
+-- pg_test/sql/upgrade.sql checks that upgrading 0.1.0 gives the objects this script creates.
+--
+-- Security (see README.md): the plpgsql functions at the end run with search_path pinned to
+-- pg_catalog, pg_temp and name this extension's objects by schema; C functions resolve no names
+-- and have no SET clause (it would cost every operator call and keep them out of index scans).
+\echo Use "CREATE EXTENSION visual_search" to load this file. \quit
+
+-- Management and diagnostic functions live in their own schema, owned by the extension.
+CREATE SCHEMA visual_search;
+
+
+-------------------------------------------------------------------------------- embedding
+CREATE TYPE embedding;
+
+CREATE FUNCTION embedding_in(cstring, oid, integer) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_out(embedding) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'embedding_out_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'embedding_typmod_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_recv(internal, oid, integer) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_recv_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_send(embedding) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'embedding_send_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE embedding (
+    INPUT = embedding_in,
+    OUTPUT = embedding_out,
+    TYPMOD_IN = embedding_typmod_in,
+    RECEIVE = embedding_recv,
+    SEND = embedding_send,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = int4,
+    STORAGE = external
+);
+
+-- typmod and array casts
+CREATE FUNCTION embedding(embedding, integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_coerce_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(integer[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(real[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(double precision[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_embedding(numeric[], integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'array_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_to_float4(embedding, integer, boolean) RETURNS real[]
+    AS 'MODULE_PATHNAME', 'embedding_to_float4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_to_float8(embedding, integer, boolean) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'embedding_to_float8_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_to_int4(embedding, integer, boolean) RETURNS integer[]
+    AS 'MODULE_PATHNAME', 'embedding_to_int4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE CAST (embedding AS embedding) WITH FUNCTION embedding(embedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (integer[] AS embedding) WITH FUNCTION array_to_embedding(integer[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (real[] AS embedding) WITH FUNCTION array_to_embedding(real[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (double precision[] AS embedding) WITH FUNCTION array_to_embedding(double precision[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (numeric[] AS embedding) WITH FUNCTION array_to_embedding(numeric[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (embedding AS real[]) WITH FUNCTION embedding_to_float4(embedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (embedding AS double precision[]) WITH FUNCTION embedding_to_float8(embedding, integer, boolean);
+CREATE CAST (embedding AS integer[]) WITH FUNCTION embedding_to_int4(embedding, integer, boolean);
+
+-- distances and vector functions
+CREATE FUNCTION l2_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_l2_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_l2_squared_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_l2_squared_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION inner_product(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_negative_inner_product(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_negative_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION cosine_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_cosine_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l1_distance(embedding, embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_l1_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_dims(embedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'embedding_dims_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_norm(embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_norm_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l2_normalize(embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_l2_normalize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION binary_quantize(embedding) RETURNS bit
+    AS 'MODULE_PATHNAME', 'embedding_binary_quantize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION embedding_add(embedding, embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_add_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_sub(embedding, embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_sub_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_mul(embedding, embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_mul_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION embedding_lt(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_lt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_le(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_le_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_eq(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_eq_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_ne(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_ne_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_ge(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_ge_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_gt(embedding, embedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'embedding_gt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_cmp(embedding, embedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'embedding_cmp_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- aggregates: avg keeps [count, sums...] in double precision, sum adds in the element type
+CREATE FUNCTION embedding_accum(double precision[], embedding) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'embedding_accum_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_combine(double precision[], double precision[]) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'embedding_combine_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_avg(double precision[]) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_avg_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE avg(embedding) (
+    SFUNC = embedding_accum, STYPE = double precision[], FINALFUNC = embedding_avg,
+    COMBINEFUNC = embedding_combine, INITCOND = '{0}', PARALLEL = SAFE
+);
+CREATE AGGREGATE sum(embedding) (
+    SFUNC = embedding_add, STYPE = embedding, COMBINEFUNC = embedding_add, PARALLEL = SAFE
+);
+
+-- operators
+CREATE OPERATOR <-> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = l2_distance, COMMUTATOR = '<->');
+CREATE OPERATOR <#> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_negative_inner_product, COMMUTATOR = '<#>');
+CREATE OPERATOR <=> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = cosine_distance, COMMUTATOR = '<=>');
+CREATE OPERATOR <+> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = l1_distance, COMMUTATOR = '<+>');
+CREATE OPERATOR + (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_add, COMMUTATOR = +);
+CREATE OPERATOR - (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_sub);
+CREATE OPERATOR * (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_mul, COMMUTATOR = *);
+CREATE OPERATOR < (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_lt, COMMUTATOR = >, NEGATOR = >=,
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR <= (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_le, COMMUTATOR = >=, NEGATOR = >,
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR = (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_eq, COMMUTATOR = =, NEGATOR = <>,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR <> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_ne, COMMUTATOR = <>, NEGATOR = =,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR >= (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_ge, COMMUTATOR = <=, NEGATOR = <,
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR > (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_gt, COMMUTATOR = <, NEGATOR = <=,
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+
+CREATE OPERATOR CLASS embedding_ops DEFAULT FOR TYPE embedding USING btree AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+    FUNCTION 1 embedding_cmp(embedding, embedding);
+
+-------------------------------------------------------------------------------- halfembedding
+CREATE TYPE halfembedding;
+
+CREATE FUNCTION halfembedding_in(cstring, oid, integer) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_out(halfembedding) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'halfembedding_out_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'halfembedding_typmod_in_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_recv(internal, oid, integer) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_recv_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_send(halfembedding) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'halfembedding_send_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE halfembedding (
+    INPUT = halfembedding_in,
+    OUTPUT = halfembedding_out,
+    TYPMOD_IN = halfembedding_typmod_in,
+    RECEIVE = halfembedding_recv,
+    SEND = halfembedding_send,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = int4,
+    STORAGE = external
+);
+
+-- typmod and array casts
+CREATE FUNCTION halfembedding(halfembedding, integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_coerce_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(integer[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(real[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(double precision[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION array_to_halfembedding(numeric[], integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'array_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_float4(halfembedding, integer, boolean) RETURNS real[]
+    AS 'MODULE_PATHNAME', 'halfembedding_to_float4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_float8(halfembedding, integer, boolean) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'halfembedding_to_float8_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_int4(halfembedding, integer, boolean) RETURNS integer[]
+    AS 'MODULE_PATHNAME', 'halfembedding_to_int4_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE CAST (halfembedding AS halfembedding) WITH FUNCTION halfembedding(halfembedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (integer[] AS halfembedding) WITH FUNCTION array_to_halfembedding(integer[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (real[] AS halfembedding) WITH FUNCTION array_to_halfembedding(real[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (double precision[] AS halfembedding) WITH FUNCTION array_to_halfembedding(double precision[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (numeric[] AS halfembedding) WITH FUNCTION array_to_halfembedding(numeric[], integer, boolean) AS ASSIGNMENT;
+CREATE CAST (halfembedding AS real[]) WITH FUNCTION halfembedding_to_float4(halfembedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (halfembedding AS double precision[]) WITH FUNCTION halfembedding_to_float8(halfembedding, integer, boolean);
+CREATE CAST (halfembedding AS integer[]) WITH FUNCTION halfembedding_to_int4(halfembedding, integer, boolean);
+
+-- distances and vector functions
+CREATE FUNCTION l2_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_l2_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_l2_squared_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_l2_squared_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION inner_product(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_negative_inner_product(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_negative_inner_product_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION cosine_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_cosine_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l1_distance(halfembedding, halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_l1_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_dims(halfembedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'halfembedding_dims_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vector_norm(halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_norm_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l2_normalize(halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_l2_normalize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION binary_quantize(halfembedding) RETURNS bit
+    AS 'MODULE_PATHNAME', 'halfembedding_binary_quantize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION halfembedding_add(halfembedding, halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_add_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_sub(halfembedding, halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_sub_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_mul(halfembedding, halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_mul_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION halfembedding_lt(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_lt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_le(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_le_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_eq(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_eq_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_ne(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_ne_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_ge(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_ge_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_gt(halfembedding, halfembedding) RETURNS bool
+    AS 'MODULE_PATHNAME', 'halfembedding_gt_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_cmp(halfembedding, halfembedding) RETURNS integer
+    AS 'MODULE_PATHNAME', 'halfembedding_cmp_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- aggregates: avg keeps [count, sums...] in double precision, sum adds in the element type
+CREATE FUNCTION halfembedding_accum(double precision[], halfembedding) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'halfembedding_accum_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_combine(double precision[], double precision[]) RETURNS double precision[]
+    AS 'MODULE_PATHNAME', 'halfembedding_combine_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_avg(double precision[]) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_avg_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE avg(halfembedding) (
+    SFUNC = halfembedding_accum, STYPE = double precision[], FINALFUNC = halfembedding_avg,
+    COMBINEFUNC = halfembedding_combine, INITCOND = '{0}', PARALLEL = SAFE
+);
+CREATE AGGREGATE sum(halfembedding) (
+    SFUNC = halfembedding_add, STYPE = halfembedding, COMBINEFUNC = halfembedding_add, PARALLEL = SAFE
+);
+
+-- operators
+CREATE OPERATOR <-> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = l2_distance, COMMUTATOR = '<->');
+CREATE OPERATOR <#> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_negative_inner_product, COMMUTATOR = '<#>');
+CREATE OPERATOR <=> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = cosine_distance, COMMUTATOR = '<=>');
+CREATE OPERATOR <+> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = l1_distance, COMMUTATOR = '<+>');
+CREATE OPERATOR + (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_add, COMMUTATOR = +);
+CREATE OPERATOR - (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_sub);
+CREATE OPERATOR * (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_mul, COMMUTATOR = *);
+CREATE OPERATOR < (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_lt, COMMUTATOR = >, NEGATOR = >=,
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR <= (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_le, COMMUTATOR = >=, NEGATOR = >,
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR = (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_eq, COMMUTATOR = =, NEGATOR = <>,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR <> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_ne, COMMUTATOR = <>, NEGATOR = =,
+    RESTRICT = eqsel, JOIN = eqjoinsel);
+CREATE OPERATOR >= (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_ge, COMMUTATOR = <=, NEGATOR = <,
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR > (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_gt, COMMUTATOR = <, NEGATOR = <=,
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+
+CREATE OPERATOR CLASS halfembedding_ops DEFAULT FOR TYPE halfembedding USING btree AS
+    OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+    FUNCTION 1 halfembedding_cmp(halfembedding, halfembedding);
+
+-------------------------------------------------------------------------------- between the types
+CREATE FUNCTION embedding_to_halfembedding(embedding, integer, boolean) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'embedding_to_halfembedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_to_embedding(halfembedding, integer, boolean) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'halfembedding_to_embedding_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (embedding AS halfembedding) WITH FUNCTION embedding_to_halfembedding(embedding, integer, boolean) AS IMPLICIT;
+CREATE CAST (halfembedding AS embedding) WITH FUNCTION halfembedding_to_embedding(halfembedding, integer, boolean) AS ASSIGNMENT;
+
+-------------------------------------------------------------------------------- Hamming distance
+-- In the extension's own schema: pgvector defines hamming_distance(bit, bit) and <~> on bit in
+-- the schema it is installed in, and both extensions must install into one schema.
+CREATE FUNCTION visual_search.hamming_distance(bit, bit) RETURNS float8
+    AS 'MODULE_PATHNAME', 'bit_hamming_distance_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR visual_search.<~> (LEFTARG = bit, RIGHTARG = bit, FUNCTION = visual_search.hamming_distance,
+    COMMUTATOR = OPERATOR(visual_search.<~>));
+
+-------------------------------------------------------------------------------- diagnostics
+CREATE FUNCTION visual_search.torch_smoke() RETURNS float8
+    AS 'MODULE_PATHNAME', 'torch_smoke_wrapper' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION visual_search.torch_info() RETURNS text
+    AS 'MODULE_PATHNAME', 'torch_info_wrapper' LANGUAGE C VOLATILE STRICT;
+
+-------------------------------------------------------------------------------- image embeddings
+-- IMMUTABLE is honest for a named model: its manifest pins the weights by sha256. Expensive, so the
+-- planner evaluates it as rarely as it can.
+CREATE FUNCTION image_embed(bytea) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'image_embed_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
+CREATE FUNCTION image_embed(bytea, text) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'image_embed_model_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
+CREATE FUNCTION image_embed(bytea[]) RETURNS embedding[]
+    AS 'MODULE_PATHNAME', 'image_embed_array_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 1000000;
+CREATE FUNCTION image_embed(bytea[], text) RETURNS embedding[]
+    AS 'MODULE_PATHNAME', 'image_embed_array_model_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 1000000;
+
+CREATE FUNCTION visual_search.models()
+    RETURNS TABLE (name text, architecture text, dims integer, pooling text, weights_present boolean, problem text)
+    AS 'MODULE_PATHNAME', 'list_models_wrapper' LANGUAGE C STABLE STRICT;
+
+CREATE FUNCTION visual_search.backend_stats()
+    RETURNS TABLE (images_embedded bigint, models_loaded integer)
+    AS 'MODULE_PATHNAME', 'backend_stats_wrapper' LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION visual_search.embed_profile(images bytea[], model text)
+    RETURNS TABLE (stage text, ms float8)
+    AS 'MODULE_PATHNAME', 'embed_profile_wrapper' LANGUAGE C VOLATILE STRICT;
+
+-------------------------------------------------------------------------------- vs_hnsw (0.2.0)
+CREATE FUNCTION vs_hnsw_handler(internal) RETURNS index_am_handler
+    AS 'MODULE_PATHNAME', 'vs_hnsw_handler' LANGUAGE C;
+CREATE ACCESS METHOD vs_hnsw TYPE INDEX HANDLER vs_hnsw_handler;
+COMMENT ON ACCESS METHOD vs_hnsw IS 'HNSW graph index for embedding and halfembedding nearest-neighbour queries';
+
+-- Support function 1 of each opclass tells the index its metric and element type.
+CREATE FUNCTION vs_hnsw_l2_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_l2_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vs_hnsw_ip_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_ip_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vs_hnsw_cosine_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_cosine_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vs_hnsw_half_l2_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_half_l2_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vs_hnsw_half_ip_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_half_ip_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vs_hnsw_half_cosine_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_half_cosine_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR CLASS embedding_l2_ops FOR TYPE embedding USING vs_hnsw AS
+    OPERATOR 1 <-> (embedding, embedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_l2_support(internal);
+CREATE OPERATOR CLASS embedding_ip_ops FOR TYPE embedding USING vs_hnsw AS
+    OPERATOR 1 <#> (embedding, embedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_ip_support(internal);
+CREATE OPERATOR CLASS embedding_cosine_ops FOR TYPE embedding USING vs_hnsw AS
+    OPERATOR 1 <=> (embedding, embedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_cosine_support(internal);
+CREATE OPERATOR CLASS halfembedding_l2_ops FOR TYPE halfembedding USING vs_hnsw AS
+    OPERATOR 1 <-> (halfembedding, halfembedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_half_l2_support(internal);
+CREATE OPERATOR CLASS halfembedding_ip_ops FOR TYPE halfembedding USING vs_hnsw AS
+    OPERATOR 1 <#> (halfembedding, halfembedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_half_ip_support(internal);
+CREATE OPERATOR CLASS halfembedding_cosine_ops FOR TYPE halfembedding USING vs_hnsw AS
+    OPERATOR 1 <=> (halfembedding, halfembedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_half_cosine_support(internal);
+
+-- Integrity checks (as amcheck for B-trees): the heap rows an index holds, and how many of its
+-- live elements a search cannot reach.
+CREATE FUNCTION visual_search.vs_hnsw_heap_tids(index regclass) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'vs_hnsw_heap_tids_wrapper' LANGUAGE C STRICT;
+CREATE FUNCTION visual_search.vs_hnsw_unreachable(index regclass) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'vs_hnsw_unreachable_wrapper' LANGUAGE C STRICT;
+-- They reveal where every indexed row of the table is: like amcheck's functions, not executable by
+-- PUBLIC (GRANT EXECUTE to a monitoring role), and they check SELECT on the table themselves.
+REVOKE EXECUTE ON FUNCTION visual_search.vs_hnsw_heap_tids(regclass), visual_search.vs_hnsw_unreachable(regclass) FROM PUBLIC;
+
+-------------------------------------------------------------------------------- embedding images in tables
+-- search_path is pinned; the extension's objects are named with @extschema@ or visual_search.
+-- Fills the NULL embeddings of a table from its images, one forward pass per batch, with progress.
+-- on_error 'error' stops at the first bad image; 'null' leaves its embedding NULL with a WARNING.
+CREATE FUNCTION visual_search.embed_column(tbl regclass, image_col name, embedding_col name,
+                                           batch integer DEFAULT 32, model text DEFAULT NULL,
+                                           on_error text DEFAULT 'error')
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    total bigint;
+    done bigint := 0;
+    n bigint;
+    started timestamptz := clock_timestamp();
+    rate float8;
+    failed tid[] := '{}';
+    r record;
+    e @extschema@.embedding;
+BEGIN
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'batch must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF on_error NOT IN ('error', 'null') THEN
+        RAISE EXCEPTION 'on_error must be ''error'' or ''null''' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('SELECT count(*) FROM %s WHERE %I IS NULL AND %I IS NOT NULL', tbl, embedding_col, image_col)
+        INTO total;
+    LOOP
+        BEGIN
+            EXECUTE format($q$
+                WITH todo AS (
+                    SELECT ctid AS c, %1$I AS img FROM %2$s
+                    WHERE %3$I IS NULL AND %1$I IS NOT NULL AND ctid <> ALL ($1) LIMIT %4$s
+                ), emb AS (
+                    SELECT array_agg(c) AS cs,
+                           CASE WHEN %5$L::text IS NULL THEN @extschema@.image_embed(array_agg(img))
+                                ELSE @extschema@.image_embed(array_agg(img), %5$L::text) END AS es
+                    FROM todo
+                )
+                UPDATE %2$s t SET %3$I = x.e FROM emb, unnest(emb.cs, emb.es) AS x(c, e) WHERE t.ctid = x.c
+            $q$, image_col, tbl, embedding_col, batch, model) USING failed;
+            GET DIAGNOSTICS n = ROW_COUNT;
+        EXCEPTION WHEN invalid_binary_representation OR program_limit_exceeded THEN
+            IF on_error = 'error' THEN
+                RAISE;
+            END IF;
+            -- A bad image in this batch: embed its rows one by one and set the bad ones aside.
+            n := 0;
+            FOR r IN EXECUTE format('SELECT ctid AS c, %1$I AS img FROM %2$s WHERE %3$I IS NULL AND %1$I IS NOT NULL '
+                                    'AND ctid <> ALL ($1) LIMIT %4$s', image_col, tbl, embedding_col, batch) USING failed
+            LOOP
+                BEGIN
+                    e := CASE WHEN model IS NULL THEN @extschema@.image_embed(r.img)
+                              ELSE @extschema@.image_embed(r.img, model) END;
+                    EXECUTE format('UPDATE %s SET %I = $1 WHERE ctid = $2', tbl, embedding_col) USING e, r.c;
+                    n := n + 1;
+                EXCEPTION WHEN invalid_binary_representation OR program_limit_exceeded THEN
+                    RAISE WARNING 'embed_column: row % of % left NULL: %', r.c, tbl, SQLERRM;
+                    failed := failed || r.c;
+                END;
+            END LOOP;
+            IF n = 0 THEN
+                CONTINUE;  -- the batch held only bad rows, now set aside
+            END IF;
+        END;
+        EXIT WHEN n = 0;
+        done := done + n;
+        rate := done / greatest(extract(epoch FROM clock_timestamp() - started)::float8, 1e-3);
+        RAISE NOTICE 'embed_column: % of % rows, % rows/s, ETA % s',
+            done, total, round(rate::numeric, 1), round(((total - done) / rate)::numeric);
+    END LOOP;
+    RETURN done;
+END $$;
+
+-- The trigger function. Arguments: the image column, the embedding column, the model ('' for the
+-- default), the error mode, then the key columns that name a row in messages.
+CREATE FUNCTION visual_search.auto_embed_trigger() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    image_col text := TG_ARGV[0];
+    embedding_col text := TG_ARGV[1];
+    model text := nullif(TG_ARGV[2], '');
+    on_error text := TG_ARGV[3];
+    img bytea;
+    e @extschema@.embedding;
+    key text;
+BEGIN
+    EXECUTE format('SELECT ($1).%I', image_col) USING NEW INTO img;
+    IF img IS NOT NULL THEN
+        BEGIN
+            e := CASE WHEN model IS NULL THEN @extschema@.image_embed(img) ELSE @extschema@.image_embed(img, model) END;
+        EXCEPTION WHEN OTHERS THEN
+            SELECT coalesce(string_agg(format('%s=%s', k, coalesce(to_jsonb(NEW)->>k, 'NULL')), ', '), 'without a key')
+              INTO key FROM unnest(TG_ARGV[4:]) AS k;
+            IF on_error = 'null' THEN
+                RAISE WARNING 'visual_search: row % of %: image not embedded, % left NULL: %',
+                    key, TG_TABLE_NAME, embedding_col, SQLERRM;
+            ELSE
+                RAISE EXCEPTION 'visual_search: cannot embed the image of row % of %: %', key, TG_TABLE_NAME, SQLERRM
+                    USING ERRCODE = SQLSTATE;
+            END IF;
+        END;
+    END IF;
+    RETURN jsonb_populate_record(NEW, jsonb_build_object(embedding_col, e::text));
+END $$;
+
+-- Fills embedding_col from image_col on INSERT (single rows, multi-row INSERT, COPY) and on
+-- UPDATE OF image_col, then backfills the rows already there. on_error 'error' fails the
+-- statement on a bad image, naming the row's primary key; 'null' stores NULL with a WARNING.
+CREATE FUNCTION visual_search.enable_auto_embed(tbl regclass, image_col name, embedding_col name,
+                                                model text DEFAULT NULL, on_error text DEFAULT 'error',
+                                                batch integer DEFAULT 256)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    keys text[];
+    trigger_name name := 'visual_search_auto_embed_' || embedding_col;
+BEGIN
+    IF on_error NOT IN ('error', 'null') THEN
+        RAISE EXCEPTION 'on_error must be ''error'' or ''null''' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = image_col
+                   AND NOT attisdropped AND atttypid = 'bytea'::regtype) THEN
+        RAISE EXCEPTION 'column % of % is not a bytea column', image_col, tbl USING ERRCODE = 'undefined_column';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = embedding_col
+                   AND NOT attisdropped AND atttypid = pg_typeof(NULL::@extschema@.embedding)::oid) THEN
+        RAISE EXCEPTION 'column % of % is not an embedding column', embedding_col, tbl USING ERRCODE = 'undefined_column';
+    END IF;
+    SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+      INTO keys
+      FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+     WHERE i.indrelid = tbl AND i.indisprimary;
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = trigger_name) THEN
+        EXECUTE format('DROP TRIGGER %I ON %s', trigger_name, tbl);
+    END IF;
+    EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION visual_search.auto_embed_trigger(%L, %L, %L, %L%s)',
+                   trigger_name, image_col, tbl, image_col, embedding_col, coalesce(model, ''), on_error,
+                   coalesce((SELECT string_agg(format(', %L', k), '') FROM unnest(keys) k), ''));
+    RETURN visual_search.embed_column(tbl, image_col, embedding_col, batch, model, on_error);
+END $$;
+
+CREATE FUNCTION visual_search.disable_auto_embed(tbl regclass, embedding_col name)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'visual_search_auto_embed_' || embedding_col, tbl);
+END $$;
