@@ -84,7 +84,8 @@ INSERT INTO hn_sparse VALUES (5, NULL), (6, '[0,0,0]'), (7, '[1,1,0]');
 SELECT id FROM hn_sparse ORDER BY e <=> '[1,0.1,0]' LIMIT 10;
 SELECT id FROM hn_sparse ORDER BY e <=> NULL LIMIT 10;
 CREATE INDEX hn_sparse_l2 ON hn_sparse USING vs_hnsw (e embedding_l2_ops);
-SELECT id FROM hn_sparse ORDER BY e <-> '[0,0,0]' LIMIT 10;
+-- (equal distances come in the index's own order: the outer query orders them by id)
+SELECT id FROM (SELECT id, e <-> '[0,0,0]' AS d FROM hn_sparse ORDER BY e <-> '[0,0,0]' LIMIT 10) s ORDER BY d, id;
 
 -- Dimension limits: 2,000 for embedding, 4,000 for halfembedding; vectors that hn_big keep their
 -- neighbour lists in tuples of their own.
