@@ -1,17 +1,8 @@
 -- The upgrade scripts give the objects a fresh install of the current version has: the same
 -- members, and for functions and operators the same definitions, settings and privileges.
-CREATE FUNCTION pg_temp.members() RETURNS TABLE (n bigint, digest text) LANGUAGE sql AS $$
-  SELECT count(*), md5(string_agg(d, E'\n' ORDER BY d)) FROM (
-    SELECT pg_describe_object(e.classid, e.objid, e.objsubid) || coalesce(' ' || (
-             SELECT row(p.prorettype::regtype, p.provolatile, p.proisstrict, p.proparallel, p.procost, p.prorows,
-                        p.proargnames, pg_get_expr(p.proargdefaults, 0), p.prosrc, p.probin, p.proconfig, p.proacl)::text
-             FROM pg_proc p WHERE e.classid = 'pg_proc'::regclass AND p.oid = e.objid), '')
-           || coalesce(' ' || (
-             SELECT row(o.oprcom::regoperator, o.oprnegate::regoperator, o.oprcode::regproc, o.oprrest, o.oprjoin)::text
-             FROM pg_operator o WHERE e.classid = 'pg_operator'::regclass AND o.oid = e.objid), '') AS d
-    FROM pg_depend e
-    WHERE e.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search') AND e.deptype = 'e') s
-$$;
+\getenv datadir VS_TEST_DATA
+\set members :datadir '/extension_members.sql'
+\i :members
 SELECT extversion AS fresh_version FROM pg_extension WHERE extname = 'visual_search';
 SELECT n AS fresh_objects, digest AS fresh_digest FROM pg_temp.members() \gset
 SELECT current_database() AS regress_db \gset
@@ -33,18 +24,7 @@ RESET enable_seqscan;
 -- their search_path, the index checks are no longer executable by PUBLIC
 ALTER EXTENSION visual_search UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
-CREATE FUNCTION pg_temp.members() RETURNS TABLE (n bigint, digest text) LANGUAGE sql AS $$
-  SELECT count(*), md5(string_agg(d, E'\n' ORDER BY d)) FROM (
-    SELECT pg_describe_object(e.classid, e.objid, e.objsubid) || coalesce(' ' || (
-             SELECT row(p.prorettype::regtype, p.provolatile, p.proisstrict, p.proparallel, p.procost, p.prorows,
-                        p.proargnames, pg_get_expr(p.proargdefaults, 0), p.prosrc, p.probin, p.proconfig, p.proacl)::text
-             FROM pg_proc p WHERE e.classid = 'pg_proc'::regclass AND p.oid = e.objid), '')
-           || coalesce(' ' || (
-             SELECT row(o.oprcom::regoperator, o.oprnegate::regoperator, o.oprcode::regproc, o.oprrest, o.oprjoin)::text
-             FROM pg_operator o WHERE e.classid = 'pg_operator'::regclass AND o.oid = e.objid), '') AS d
-    FROM pg_depend e
-    WHERE e.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search') AND e.deptype = 'e') s
-$$;
+\i :members
 SELECT n = :fresh_objects AS same_objects_as_a_fresh_install, digest = :'fresh_digest' AS same_definitions
 FROM pg_temp.members();
 -- what was there keeps working
