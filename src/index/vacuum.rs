@@ -101,7 +101,15 @@ impl<T: Elem> Mend for Disk<'_, T> {
         self.deleted.contains(&id)
     }
     fn list(&self, id: Id, layer: usize) -> Vec<Id> {
-        unsafe { neighbours_of(self.index, self.meta.m as usize, id, layer) }.into_iter().map(|(n, _)| n).collect()
+        unsafe {
+            // Every step of the repair and of reconnect's walks over the whole index reads a list
+            // first, with no page locked: the place to see a cancel (and VACUUM's cost delay).
+            pg_sys::vacuum_delay_point();
+            neighbours_of(self.index, self.meta.m as usize, id, layer)
+        }
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
     }
     fn between(&self, a: Id, b: Id, bound: f32) -> f32 {
         self.load(a);
