@@ -103,29 +103,15 @@ pub trait Walk {
     fn prefetch(&mut self, _ids: &[Self::Id]) {}
 }
 
-/// A beam's order: distance, then the walk's `tie`, then id.
-#[derive(Clone, Copy, PartialEq)]
-struct Key<I>(f32, u64, I);
-impl<I: Ord> Eq for Key<I> {}
-impl<I: Ord> PartialOrd for Key<I> {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl<I: Ord> Ord for Key<I> {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.0.total_cmp(&o.0).then(self.1.cmp(&o.1)).then(self.2.cmp(&o.2))
-    }
-}
-
 /// Beam search on one layer from `entry` points; returns up to `ef` nearest, nearest first.
 /// Among nodes at equal distances it keeps those first in the walk's `tie` order, so inserts of
 /// duplicates link to different copies.
 pub fn beam<W: Walk>(w: &mut W, entry: &[Scored<W::Id>], ef: usize, layer: usize) -> Vec<Scored<W::Id>> {
     let salt = w.salt();
-    let key = |d: f32, id: W::Id| Key(d, tie(salt, id.into()), id);
-    let mut candidates: BinaryHeap<std::cmp::Reverse<Key<W::Id>>> = BinaryHeap::new();
-    let mut best: BinaryHeap<Key<W::Id>> = BinaryHeap::new();
+    // A beam's order: distance, then the walk's `tie`, then id.
+    let key = |d: f32, id: W::Id| Scored(d, (tie(salt, id.into()), id));
+    let mut candidates: BinaryHeap<std::cmp::Reverse<Scored<(u64, W::Id)>>> = BinaryHeap::new();
+    let mut best: BinaryHeap<Scored<(u64, W::Id)>> = BinaryHeap::new();
     for &e in entry {
         w.first_visit(e.1);
         candidates.push(std::cmp::Reverse(key(e.0, e.1)));
@@ -140,7 +126,7 @@ pub fn beam<W: Walk>(w: &mut W, entry: &[Scored<W::Id>], ef: usize, layer: usize
             break;
         }
         ns.clear();
-        w.neighbours(c.2, layer, &mut ns);
+        w.neighbours(c.1 .1, layer, &mut ns);
         ns.retain(|&n| w.first_visit(n));
         w.prefetch(&ns);
         for &n in &ns {
@@ -155,7 +141,7 @@ pub fn beam<W: Walk>(w: &mut W, entry: &[Scored<W::Id>], ef: usize, layer: usize
             }
         }
     }
-    best.into_sorted_vec().into_iter().map(|k| Scored(k.0, k.2)).collect()
+    best.into_sorted_vec().into_iter().map(|k| Scored(k.0, k.1 .1)).collect()
 }
 
 /// The heuristic of the HNSW paper for the list of node `owner`: take candidates nearest first,
