@@ -1,16 +1,17 @@
 //! VACUUM, in three passes over the pages, as `graph::Graph::repair` does in memory:
 //! 1. mark the elements of dead heap rows deleted (scans skip them, inserts never link to them);
 //! 2. after waiting out inserts that began before the marks, give every live element that lost
-//!    neighbours new ones among the lost ones' neighbours, and link each element that no live
-//!    one leads to any more (`graph::Mending`, the repair `Graph::repair` does in memory), then
-//!    every element a walk from the entry point does not reach (`graph::reconnect`);
+//!    neighbours a new list from its live ones, the lost ones' neighbours and a search for its
+//!    own vector, and link each element that no live one leads to any more (`graph::Mending`,
+//!    the repair `Graph::repair` does in memory), then every element a walk from the entry
+//!    point does not reach (`graph::reconnect`);
 //! 3. free the deleted elements' space for new inserts (free space map), so churn does not grow
 //!    the index.
 
 use super::am::distance;
 use super::graph::{capacity, reconnect, Mend, Mending, Scored};
 use super::page::{self, blocks, item, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
-use super::search::{for_each_live, neighbours_of, vector_of, with_element, with_list, IdSet};
+use super::search::{for_each_live, neighbours_of, vector_of, with_element, with_list, IdSet, Pages};
 use super::tuple::{self, block_of, Element, Id};
 use crate::types::datum::Element as Elem;
 use half::f16;
@@ -137,6 +138,22 @@ impl<T: Elem> Mend for Disk<'_, T> {
     }
     fn begin(&mut self) {
         self.vectors.borrow_mut().clear();
+    }
+    fn search(&mut self, id: Id, level: usize) -> Vec<Vec<Scored<Id>>> {
+        self.load(id);
+        let v = self.vectors.borrow()[&id].clone();
+        if v.is_empty() {
+            return Vec::new();
+        }
+        let mut w = Pages::new(self.index, *self.meta, &v);
+        w.salt = id;
+        let layers = w.search(level, 0, self.meta.ef_construction as usize);
+        let top = level.min(self.meta.entry_level as usize);
+        let mut out = vec![Vec::new(); level + 1];
+        for (i, found) in layers.into_iter().enumerate() {
+            out[top - i] = found.into_iter().filter(|s| s.1 != id && !w.deleted.contains(&s.1) && !self.deleted.contains(&s.1)).collect();
+        }
+        out
     }
 }
 
