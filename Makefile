@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -17,9 +17,16 @@ build: setup
 install: setup
 	bash scripts/install.sh
 
-# Plain unit tests of the pgrx-free parts (kernels, text form, graph algorithm).
+# Formatting and clippy over every crate: seconds, so they run first.
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+# The crates' own tests (crates/vector and crates/hnsw without libtorch), then the extension's
+# tests that need no server.
 unit-test: setup
-	cargo test --lib -- --skip pg_tests::
+	cargo test -p vs_vector -p vs_hnsw -p vs_fashion -p vs_embed -p vs_train
+	cargo test -p visual_search --lib -- --skip pg_tests::
 	cargo test --release -p visual_search_web
 
 # #[pg_test]s inside a pgrx-managed PostgreSQL 15 (as root, the server runs as user postgres).
@@ -41,13 +48,13 @@ demo-test: install web
 
 # vs_hnsw on a real server: recall on Fashion-MNIST, concurrent writers/readers, crash recovery.
 index-test: install
-	bash scripts/index_test.sh
+	bash scripts/index_test.sh $(CASES)
 
 # image_embed on hostile images: peak memory, no crash, cancels and timeouts that end at once.
 limits-test: install
 	bash scripts/limits_test.sh
 
-test: unit-test pgrx-test regress index-test limits-test demo-test
+test: lint unit-test pgrx-test regress index-test limits-test demo-test
 
 demo: install web
 	bash scripts/demo.sh
@@ -61,7 +68,7 @@ bench-ann: install
 	bash bench/ann.sh all
 
 bench-kernels: setup
-	cargo bench --bench kernels
+	cargo bench -p vs_vector --bench kernels
 
 # Retrieval quality of a model through SQL (precision@10 per category on Fashion-MNIST).
 MODEL ?= fashion-vgg16
@@ -71,7 +78,7 @@ bench-quality: install
 
 # Re-trains the shipped model (about 10 minutes on 2 CPU cores); see models/fashion-vgg16/README.md.
 train-fashion: setup
-	cargo run --release --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist \
+	cargo run --release -p vs_train --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist \
 	  --name fashion-vgg16 --width 0.25 --batch-norm --size 32 --epochs 15 --seed 1
 
 # Needs torch + torchvision for python3 (pip install torch==2.11.0 torchvision==0.26.0, ~3 GB).

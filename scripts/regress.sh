@@ -38,7 +38,7 @@ PY
 # hostile images: huge pixel counts or resized sizes in a few KB, JPEGs announcing more than they hold
 python3 scripts/make_bombs.py "$data/bombs" "$data/images"
 # a model written by the train command (a few steps on a few hundred images), for image_embed
-cargo run --release --quiet --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist --limit 300 \
+cargo run --release --quiet -p vs_train --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist --limit 300 \
   --width 0.0625 --batch-norm --epochs 2 --max-steps 10 --no-augment --quiet \
   --out "$data/models" --name trained-tiny >/dev/null
 # and one trained from the rows of a SQL query (image bytea, label)
@@ -46,7 +46,7 @@ conninfo=$(cat "$dir/conninfo")
 psql "$conninfo" -X -q -c "DROP DATABASE IF EXISTS vs_train_src" -c "CREATE DATABASE vs_train_src"
 psql "$conninfo dbname=vs_train_src" -X -q -c "CREATE TABLE products (id int, name text, category text, split text, image bytea, pixels text)"
 python3 scripts/fashion_mnist.py --limit 100 | psql "$conninfo dbname=vs_train_src" -X -q -c "\copy products FROM STDIN"
-cargo run --release --quiet --bin train -- --query "SELECT image, category FROM products WHERE split = 'train'" \
+cargo run --release --quiet -p vs_train --bin train -- --query "SELECT image, category FROM products WHERE split = 'train'" \
   --conninfo "$conninfo dbname=vs_train_src" --width 0.0625 --batch-norm --epochs 1 --max-steps 3 --no-augment \
   --quiet --out "$data/models" --name trained-from-sql >/dev/null
 chmod -R a+rX /tmp/visual_search_regress

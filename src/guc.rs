@@ -152,11 +152,7 @@ pub fn init() {
 
 /// The value of a string setting, or `default` when unset or empty.
 pub fn string(setting: &GucSetting<Option<CString>>, default: &str) -> String {
-    setting
-        .get()
-        .and_then(|s| s.into_string().ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| default.to_string())
+    setting.get().and_then(|s| s.into_string().ok()).filter(|s| !s.is_empty()).unwrap_or_else(|| default.to_string())
 }
 
 /// Threads a backend uses: `threads`, capped by the superuser's `max_threads`.

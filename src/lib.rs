@@ -1,15 +1,16 @@
 //! visual_search: a PostgreSQL extension that makes a product catalogue visually searchable.
 //!
-//! `types` holds the vector types and distance kernels, `embed` the image → vector path on
-//! libtorch, `guc` the settings. The SQL objects are declared by hand in
+//! The PostgreSQL glue over the crates of crates/: `types` the vector types (over `vs_vector`),
+//! `index` the vs_hnsw access method (over `vs_hnsw`), `embed` image_embed (over `vs_embed`),
+//! `guc` the settings, `glue` what they share (errors with SQLSTATEs, the thread pool). The SQL objects are declared by hand in
 //! `sql/visual_search.sql` (pulled in below), which binds the Rust functions by symbol.
 
 use pgrx::prelude::*;
 
 pub mod embed;
+pub mod glue;
 pub mod guc;
 pub mod index;
-pub mod train;
 pub mod types;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -24,7 +25,7 @@ pgrx::extension_sql_file!("../sql/visual_search.sql", name = "install_script", b
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
-    index::am::init();
+    index::options::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

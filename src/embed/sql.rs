@@ -1,14 +1,9 @@
 //! SQL entry points of the image → vector path: `image_embed` (one image or an array), the list
 //! of installed models. Models are loaded lazily, once per backend, and cached.
 
-use super::decode::{DecodeError, DecodeLimits};
-use super::preprocess::PrepError;
-use super::manifest::{Manifest, ModelError};
-use super::model::{parse_device, Cache, Model};
-use super::{embed_images_timed, EmbedError, Timings};
+use crate::glue::error::error;
 use crate::guc;
 use crate::types::datum::Vector;
-use crate::types::error::error;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
 use pgrx::PgSqlErrorCode::{self, *};
@@ -16,6 +11,11 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
+use vs_embed::decode::{DecodeError, DecodeLimits};
+use vs_embed::manifest::{Manifest, ModelError};
+use vs_embed::model::{parse_device, Cache, Model};
+use vs_embed::preprocess::PrepError;
+use vs_embed::{embed_images_timed, EmbedError, Timings};
 
 thread_local! {
     static MODELS: RefCell<Cache> = RefCell::new(Cache::new());
@@ -59,14 +59,16 @@ fn image_error(index: Option<usize>, code: PgSqlErrorCode, msg: String) -> ! {
 /// Where a limit applies only because a superuser's ceiling is below the role's own setting,
 /// the message says so.
 fn capped(setting: &pgrx::guc::GucSetting<i32>, ceiling: &pgrx::guc::GucSetting<i32>, name: &str) -> String {
-    if setting.get() > ceiling.get() { format!(", capped by visual_search.{name}_ceiling") } else { String::new() }
+    if setting.get() > ceiling.get() {
+        format!(", capped by visual_search.{name}_ceiling")
+    } else {
+        String::new()
+    }
 }
 
 fn decode_error(index: Option<usize>, e: DecodeError) -> ! {
     let (code, note) = match e {
-        DecodeError::TooManyBytes { .. } => {
-            (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_BYTES, &guc::MAX_IMAGE_BYTES_CEILING, "max_image_bytes"))
-        }
+        DecodeError::TooManyBytes { .. } => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_BYTES, &guc::MAX_IMAGE_BYTES_CEILING, "max_image_bytes")),
         DecodeError::TooManyPixels { .. } => {
             (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_PIXELS, &guc::MAX_IMAGE_PIXELS_CEILING, "max_image_pixels"))
         }
@@ -82,9 +84,7 @@ fn prepare_error(index: Option<usize>, e: PrepError) -> ! {
             ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!("image resizes to {width}x{height} pixels for the model, more than visual_search.max_image_pixels ({max})"),
         ),
-        PrepError::OutOfMemory { bytes } => {
-            image_error(index, ERRCODE_OUT_OF_MEMORY, format!("out of memory: {bytes} bytes for a resized image"))
-        }
+        PrepError::OutOfMemory { bytes } => image_error(index, ERRCODE_OUT_OF_MEMORY, format!("out of memory: {bytes} bytes for a resized image")),
         PrepError::Cancelled => cancelled(),
     }
 }
@@ -93,8 +93,7 @@ fn prepare_error(index: Option<usize>, e: PrepError) -> ! {
 /// handlers set these flags): asked while the pool decodes and before every layer.
 fn interrupt_pending() -> bool {
     unsafe {
-        std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::QueryCancelPending)) != 0
-            || std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::ProcDiePending)) != 0
+        std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::QueryCancelPending)) != 0 || std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::ProcDiePending)) != 0
     }
 }
 
@@ -145,7 +144,7 @@ fn embed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> Vec<Vec<
 fn embed_timed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> (Vec<Vec<f32>>, Timings) {
     let m = model(model_name);
     super::torch::configure_threads();
-    match embed_images_timed(&m, images, &limits(), guc::threads(), &interrupt_pending) {
+    match embed_images_timed(&m, images, &limits(), &crate::glue::pool(guc::threads()), &interrupt_pending) {
         Ok(v) => {
             IMAGES_EMBEDDED.with(|n| n.set(n.get() + images.len() as i64));
             v
@@ -184,8 +183,7 @@ fn embed_one(fcinfo: pg_sys::FunctionCallInfo, image: &[u8], model: Option<&str>
         match last.as_mut() {
             Some(l) => *l = entry,
             None => {
-                (*flinfo).fn_extra =
-                    PgMemoryContexts::For((*flinfo).fn_mcxt).leak_and_drop_on_delete(entry).cast();
+                (*flinfo).fn_extra = PgMemoryContexts::For((*flinfo).fn_mcxt).leak_and_drop_on_delete(entry).cast();
             }
         }
         Vector(vector)
@@ -223,18 +221,11 @@ fn image_embed_array_model(images: Array<&[u8]>, model: &str) -> crate::types::d
 /// Where the time of one batch goes: decode, preprocess, forward (milliseconds, wall clock).
 /// The model is loaded first, so loading is not counted.
 #[pg_extern(sql = false)]
-fn embed_profile(
-    images: Array<&[u8]>,
-    model_name: &str,
-) -> TableIterator<'static, (name!(stage, String), name!(ms, f64))> {
+fn embed_profile(images: Array<&[u8]>, model_name: &str) -> TableIterator<'static, (name!(stage, String), name!(ms, f64))> {
     let all: Vec<&[u8]> = images.iter().flatten().collect();
     model(Some(model_name));
     let (_, t) = embed_timed(&all, Some(model_name), true);
-    TableIterator::new(vec![
-        ("decode".to_string(), t.decode_ms),
-        ("preprocess".to_string(), t.preprocess_ms),
-        ("forward".to_string(), t.forward_ms),
-    ])
+    TableIterator::new(vec![("decode".to_string(), t.decode_ms), ("preprocess".to_string(), t.preprocess_ms), ("forward".to_string(), t.forward_ms)])
 }
 
 /// What this backend has done: images embedded, models loaded and cached.
@@ -245,6 +236,8 @@ fn backend_stats() -> TableIterator<'static, (name!(images_embedded, i64), name!
 }
 
 /// Installed models: one row per folder of the model directory that holds a manifest.
+// pgrx names a table function's columns in its return type: the tuple cannot be an alias.
+#[allow(clippy::type_complexity)]
 #[pg_extern(sql = false)]
 fn list_models() -> TableIterator<
     'static,

@@ -3,15 +3,20 @@
 //! per page), and whatever rows remain are inserted on disk as ordinary inserts do. With
 //! parallel workers planned, batches of rows go in on PostgreSQL's workers (`parallel`).
 
-use super::am::{self, encode, prepare, PHASE_LOAD, PHASE_WRITE};
-use super::graph::{Graph, Params, Threads};
+use super::codec::{check_dim, encode, heap_tid_bytes, prepare};
+use super::opclass::{Kind, Opclass};
+use super::page::{self, add_item, corrupt, init_meta, item_room, page_capacity, too_big, Meta, META_BLOCK};
 use super::parallel::Workers;
-use super::page::{self, add_item, init_meta, item_room, page_capacity, Meta, META_BLOCK};
-use super::tuple::{self, Id};
-use crate::types::datum::Element;
+use crate::types::datum::SqlScalar;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use vs_hnsw::graph::{Graph, Params, Threads};
+use vs_hnsw::tuple::{self, Id};
+
+/// pg_stat_progress_create_index's subphases (named by `am::ambuildphasename`).
+pub const PHASE_LOAD: i64 = 2;
+pub const PHASE_WRITE: i64 = 3;
 
 struct State<T> {
     index: pg_sys::Relation,
@@ -40,14 +45,10 @@ fn node_bytes(dim: usize, m: usize) -> usize {
     dim * 4 + 2 * m * 4 + 96
 }
 
-pub unsafe fn heap_tid_bytes(tid: pg_sys::ItemPointer) -> [u8; 6] {
-    unsafe { std::ptr::read_unaligned(tid as *const [u8; 6]) }
-}
-
 // Called from the heap scan's C code: an ERROR raised in here (a vector of another dimension, a
 // cancel while waiting for the workers) must leave as PostgreSQL's longjmp, not a Rust unwind.
 #[pg_guard]
-unsafe extern "C-unwind" fn callback<T: Element>(
+unsafe extern "C-unwind" fn callback<T: SqlScalar>(
     _index: pg_sys::Relation,
     tid: pg_sys::ItemPointer,
     values: *mut pg_sys::Datum,
@@ -57,14 +58,14 @@ unsafe extern "C-unwind" fn callback<T: Element>(
 ) {
     unsafe {
         let st = &mut *(state as *mut State<T>);
-        let Some(v) = prepare::<T>(*values, *isnull, &st.meta) else { return };
+        let Some(v) = prepare::<T>(*values, *isnull, st.meta.opclass, st.meta.dim) else { return };
         if st.meta.dim == 0 {
             st.meta.dim = v.len() as u32;
         }
         let tid = heap_tid_bytes(tid);
         st.tuples += 1.0;
         if st.in_memory && st.graph.is_none() {
-            st.graph = Some(Graph::new(v.len(), am::graph_metric(st.meta.metric), st.params));
+            st.graph = Some(Graph::new(v.len(), st.meta.opclass.graph_metric(), st.params));
         }
         if st.graph.as_ref().is_some_and(|g| (g.len() + st.pending.len() / v.len()) * node_bytes(v.len(), st.meta.m as usize) >= st.limit) {
             pgrx::notice!("vs_hnsw graph no longer fits in maintenance_work_mem after {} tuples; going on with slower on-disk inserts", st.heap_tids.len());
@@ -85,7 +86,7 @@ unsafe extern "C-unwind" fn callback<T: Element>(
             }
             None => super::insert::insert::<T>(st.index, tid, &v),
         }
-        if (st.tuples as u64) % 1000 == 0 {
+        if (st.tuples as u64).is_multiple_of(1000) {
             pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE as i32, st.tuples as i64);
         }
     }
@@ -107,7 +108,7 @@ fn insert_pending<T>(st: &mut State<T>) {
             }
             match st.workers.as_mut() {
                 Some(w) => g.insert_batch(&st.pending, w),
-                None => g.insert_batch(&st.pending, &mut Threads(&crate::embed::pool(st.threads))),
+                None => g.insert_batch(&st.pending, &mut Threads(&crate::glue::pool(st.threads))),
             }
         }
     }
@@ -116,12 +117,12 @@ fn insert_pending<T>(st: &mut State<T>) {
 
 /// Writes the in-memory graph to pages 1.. and the meta page, logs them as full pages, and drops
 /// the graph.
-unsafe fn flush<T: Element>(st: &mut State<T>) {
+unsafe fn flush<T: SqlScalar>(st: &mut State<T>) {
     insert_pending(st);
     if let Some(w) = st.workers.take() {
         unsafe { w.finish() };
     }
-    let mut graph = st.graph.take().unwrap_or_else(|| Graph::new(st.meta.dim as usize, am::graph_metric(st.meta.metric), st.params));
+    let mut graph = st.graph.take().unwrap_or_else(|| Graph::new(st.meta.dim as usize, st.meta.opclass.graph_metric(), st.params));
     graph.finish();
     st.in_memory = false;
     let m = st.meta.m as usize;
@@ -146,7 +147,7 @@ unsafe fn flush<T: Element>(st: &mut State<T>) {
         let mut lists_at: Vec<Option<Id>> = Vec::with_capacity(n);
         for i in 0..n as u32 {
             let level = graph.level(i);
-            let exact = esize == 4 && tuple::packs(graph.vector(i).iter().copied());
+            let exact = esize == 4 && vs_vector::kernels::exact_as_f16(graph.vector(i).iter().copied());
             let vbytes = graph.dim * if exact { 2 } else { esize };
             let inline = tuple::HEADER + tuple::lists_size(level, m) + vbytes;
             if item_room(inline) <= cap {
@@ -163,8 +164,7 @@ unsafe fn flush<T: Element>(st: &mut State<T>) {
             let level = graph.level(i);
             let mut lists = vec![0u8; tuple::lists_size(level, m)];
             for layer in 0..=level {
-                let ns: Vec<(Id, f32)> =
-                    graph.neighbours(i, layer).iter().map(|&x| (ids[x as usize], graph.distance_between(i, x, f32::INFINITY))).collect();
+                let ns: Vec<(Id, f32)> = graph.neighbours(i, layer).iter().map(|&x| (ids[x as usize], graph.distance_between(i, x, f32::INFINITY))).collect();
                 tuple::set_neighbours(&mut lists, level, m, layer, &ns);
             }
             let v: Vec<T> = graph.vector(i).iter().map(|&x| T::from_f32(x)).collect();
@@ -185,11 +185,11 @@ unsafe fn flush<T: Element>(st: &mut State<T>) {
             let blk = tuple::block_of(items[k].0);
             let b = page::Locked::extend(st.index);
             if b.block() != blk {
-                am::corrupt(st.index, "pages were added while it was being built");
+                corrupt(st.index, "pages were added while it was being built");
             }
             pg_sys::PageInit(b.page(), pg_sys::BLCKSZ as usize, 0);
             while k < items.len() && tuple::block_of(items[k].0) == blk {
-                let off = add_item(b.page(), &items[k].1).unwrap_or_else(|| am::too_big(items[k].1.len()));
+                let off = add_item(b.page(), &items[k].1).unwrap_or_else(|| too_big(items[k].1.len()));
                 debug_assert_eq!(off, tuple::offset_of(items[k].0));
                 k += 1;
             }
@@ -216,16 +216,19 @@ unsafe fn flush<T: Element>(st: &mut State<T>) {
 /// The meta page of an index on this relation's column, from its options, opclass and typmod.
 unsafe fn new_meta(index: pg_sys::Relation) -> Meta {
     unsafe {
-        let (m, ef) = am::options(index);
-        let (metric, kind) = am::metric_and_kind(index);
+        let (m, ef) = super::options::options(index);
+        let opclass = Opclass::of_index(index);
         let typmod = (*(*(*index).rd_att).attrs.as_ptr()).atttypmod;
         let dim = typmod.max(0) as usize;
-        if kind == 0 { am::check_dim::<f32>(dim, 0) } else { am::check_dim::<f16>(dim, 0) }
-        Meta::new(dim as u32, m, ef, metric, kind)
+        match opclass.kind {
+            Kind::F32 => check_dim::<f32>(dim, 0),
+            Kind::F16 => check_dim::<f16>(dim, 0),
+        }
+        Meta::new(dim as u32, m, ef, opclass)
     }
 }
 
-unsafe fn build<T: Element>(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> f64 {
+unsafe fn build<T: SqlScalar>(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> f64 {
     unsafe {
         let meta = new_meta(index);
         {
@@ -269,8 +272,10 @@ pub unsafe extern "C-unwind" fn ambuild(heap: pg_sys::Relation, index: pg_sys::R
         if page::blocks(index) != 0 {
             error!("index \"{}\" already contains data", std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy());
         }
-        let (_, kind) = am::metric_and_kind(index);
-        let tuples = if kind == 0 { build::<f32>(heap, index, info) } else { build::<f16>(heap, index, info) };
+        let tuples = match Opclass::of_index(index).kind {
+            Kind::F32 => build::<f32>(heap, index, info),
+            Kind::F16 => build::<f16>(heap, index, info),
+        };
         let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()) as *mut pg_sys::IndexBuildResult;
         (*r).heap_tuples = tuples;
         (*r).index_tuples = tuples;
@@ -283,7 +288,13 @@ pub unsafe extern "C-unwind" fn ambuild(heap: pg_sys::Relation, index: pg_sys::R
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     unsafe {
         let meta = new_meta(index);
-        let buf = pg_sys::ReadBufferExtended(index, pg_sys::ForkNumber::INIT_FORKNUM, pg_sys::InvalidBlockNumber, pg_sys::ReadBufferMode::RBM_NORMAL, std::ptr::null_mut());
+        let buf = pg_sys::ReadBufferExtended(
+            index,
+            pg_sys::ForkNumber::INIT_FORKNUM,
+            pg_sys::InvalidBlockNumber,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
         pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
         let x = page::Xlog::start(index);
         init_meta(x.register(buf, true), &meta);

@@ -1,9 +1,10 @@
 //! Integrity checks for tests and for users who doubt an index (as amcheck does for B-trees):
 //! which heap rows the index holds, and how many of them a search can reach from the entry.
 
+use super::opclass::Kind;
 use super::page::{read_meta, NO_ENTRY};
-use super::search::{for_each_live, Pages};
-use crate::types::error::error;
+use super::pages::{for_each_live, Pages};
+use crate::glue::error::error;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -25,7 +26,11 @@ unsafe fn check_access(index: pg_sys::Oid) -> pg_sys::Oid {
         }
         let name = || {
             let p = pg_sys::get_rel_name(heap);
-            if p.is_null() { "?".to_string() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
+            if p.is_null() {
+                "?".to_string()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
         };
         let user = pg_sys::GetUserId();
         if pg_sys::pg_class_aclcheck(heap, user, pg_sys::ACL_SELECT as pg_sys::AclMode) != pg_sys::AclResult::ACLCHECK_OK {
@@ -71,7 +76,7 @@ fn vs_hnsw_heap_tids(index: pg_sys::Oid) -> Vec<String> {
 }
 
 /// Live elements a beam wider than the index finds from the entry point.
-unsafe fn reachable<T: crate::types::datum::Element>(rel: pg_sys::Relation, meta: super::page::Meta, q: &[T], ef: usize) -> i64 {
+unsafe fn reachable<T: crate::types::datum::SqlScalar>(rel: pg_sys::Relation, meta: super::page::Meta, q: &[T], ef: usize) -> i64 {
     let mut w = Pages::new(rel, meta, q);
     let found = w.search(0, 0, ef).pop().unwrap_or_default();
     found.iter().filter(|s| !w.deleted.contains(&s.1)).count() as i64
@@ -86,10 +91,10 @@ fn vs_hnsw_unreachable(index: pg_sys::Oid) -> i64 {
         let meta = read_meta(rel);
         let mut live = 0i64;
         for_each_live(rel, |_, _| live += 1);
-        let reached = match (meta.entry == NO_ENTRY, meta.kind) {
+        let reached = match (meta.entry == NO_ENTRY, meta.opclass.kind) {
             (true, _) => 0,
-            (false, 0) => reachable(rel, meta, &vec![0f32; meta.dim as usize], live as usize + 1),
-            (false, _) => reachable(rel, meta, &vec![f16::ZERO; meta.dim as usize], live as usize + 1),
+            (false, Kind::F32) => reachable(rel, meta, &vec![0f32; meta.dim as usize], live as usize + 1),
+            (false, Kind::F16) => reachable(rel, meta, &vec![f16::ZERO; meta.dim as usize], live as usize + 1),
         };
         pg_sys::index_close(rel, pg_sys::AccessShareLock as i32);
         live - reached

@@ -3,22 +3,18 @@
 //! its exclusive lock with its own WAL record, so readers and other writers go on beside it; a
 //! crash between steps leaves an element with fewer incoming edges, never a broken page.
 
-use super::am::{self, distance, encode, prepare};
-use super::graph::{capacity, copy_floor, random_level, select, widen, Scored};
+use super::codec::{check_dim, encode, floor_of, heap_tid_bytes, pair_distance, prepare};
+use super::opclass::Kind;
 use super::page::{self, item_room, page_capacity, read_meta, Meta, NO_ENTRY, UPDATE_LOCK};
-use super::search::{neighbours_of, pair_distance, vector_at, with_element, with_list, Pages};
-use super::tuple::{self, Id};
-use crate::types::datum::Element as Elem;
+use super::pages::{neighbours_of, vector_at, with_element, with_list, Pages};
+use crate::types::datum::SqlScalar;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::Cell;
 use std::collections::HashMap;
-
-/// Distances to the copies of an element with vector `v` are at most this (`copy_floor`).
-fn floor_of<T: Elem>(metric: u32, v: &[T]) -> f32 {
-    copy_floor(if metric == 0 { 0.0 } else { distance(metric, v, v, f32::INFINITY) })
-}
+use vs_hnsw::graph::{capacity, random_level, select, widen, ListRule, Scored};
+use vs_hnsw::tuple::{self, Id};
 
 thread_local! {
     static RNG: Cell<u64> = const { Cell::new(0) };
@@ -36,40 +32,37 @@ fn level_for(m: usize) -> usize {
     })
 }
 
-/// Adds the edge `from` → `to` (at distance `d`, `to_vector` being `to`'s vector) on `layer`.
-/// A full list is cut back to three quarters by the selection heuristic, so the heuristic runs
-/// once per several edges, and a node in a sparse direction keeps its incoming edges (replacing
-/// the farthest edge instead left about 2 % of the nodes unreachable). With `force` the edge
-/// replaces the farthest one. Returns whether the edge is in the list.
-unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, layer: usize, to: Id, d: f32, to_vector: &[T], force: bool) -> bool {
+/// Adds the edge `from` → `to` (at distance `d`, `to_vector` being `to`'s vector) on `layer`,
+/// by `ListRule::page`. With `force` the edge replaces the farthest one. Returns whether the
+/// edge is in the list.
+unsafe fn add_edge<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, from: Id, layer: usize, to: Id, d: f32, to_vector: &[T], force: bool) -> bool {
     let m = meta.m as usize;
-    let cap = capacity(layer, m);
+    let rule = ListRule::page(layer, m);
     unsafe {
         for _ in 0..3 {
             let mut seen: Vec<(Id, f32)> = Vec::new();
             let done = with_list(index, m, from, layer, |lists, level| {
                 seen = tuple::neighbours(lists, level, m, layer).collect();
-                if force || seen.len() < cap {
+                if force || rule.fits(seen.len() + 1) {
                     return tuple::add_neighbour(lists, level, m, layer, to, d, true);
                 }
                 false
             });
             let present = seen.iter().any(|s| s.0 == to);
-            if done || present || seen.len() < cap {
+            if done || present || rule.fits(seen.len() + 1) {
                 return done || present;
             }
             // Full: choose the kept edges with no lock held (the vectors are on other pages).
-            let mut cands: Vec<Scored<Id>> = seen.iter().map(|&(n, dn)| Scored(dn, n)).collect();
-            cands.push(Scored(d, to));
-            cands.sort();
             let mut vectors: HashMap<Id, Vec<T>> = HashMap::new();
             vectors.insert(to, to_vector.to_vec());
-            for c in cands.iter().filter(|c| c.1 != to) {
-                vectors.insert(c.1, vector_at(index, c.1, m));
+            for &(n, _) in &seen {
+                vectors.insert(n, vector_at(index, n, m));
             }
-            let floor = if meta.metric == 0 { 0.0 } else { floor_of(meta.metric, &vector_at::<T>(index, from, m)) };
-            let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
-            let kept: Vec<(Id, f32)> = select(from, &cands, cap - cap / 4, floor, dist).into_iter().map(|s| (s.1, s.0)).collect();
+            let floor = if meta.opclass.is_l2() { 0.0 } else { floor_of(meta.opclass, &vector_at::<T>(index, from, m)) };
+            let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.opclass, &vectors, a, b, bound);
+            let score = |x: Id| if x == to { d } else { seen.iter().find(|s| s.0 == x).map_or(f32::INFINITY, |s| s.1) };
+            let ids: Vec<Id> = seen.iter().map(|s| s.0).collect();
+            let kept: Vec<(Id, f32)> = rule.add(from, &ids, &[to], floor, score, dist).into_iter().map(|x| (x, score(x))).collect();
             let keeps_new = kept.iter().any(|k| k.0 == to);
             let written = with_list(index, m, from, layer, |lists, level| {
                 let now: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer).collect();
@@ -87,7 +80,7 @@ unsafe fn add_edge<T: Elem>(index: pg_sys::Relation, meta: &Meta, from: Id, laye
     }
 }
 
-pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T]) {
+pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T]) {
     unsafe {
         pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ShareLock as i32);
         let mut lock = pg_sys::ShareLock as i32;
@@ -105,7 +98,7 @@ pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T
             page::update_meta(index, |mm| mm.dim = v.len() as u32);
             meta.dim = v.len() as u32;
         }
-        am::check_dim::<T>(v.len(), meta.dim as usize);
+        check_dim::<T>(v.len(), meta.dim as usize);
 
         let mut chosen: Vec<Vec<(Id, f32)>> = vec![Vec::new(); level + 1];
         if meta.entry != NO_ENTRY {
@@ -115,7 +108,7 @@ pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T
             w.salt = salt;
             let layers = w.search(level, 0, meta.ef_construction as usize);
             let top = level.min(meta.entry_level as usize);
-            let floor = floor_of(meta.metric, v);
+            let floor = floor_of(meta.opclass, v);
             let mut vectors: HashMap<Id, Vec<T>> = HashMap::new();
             for (i, found) in layers.iter().enumerate() {
                 let layer = top - i;
@@ -128,7 +121,7 @@ pub unsafe fn insert<T: Elem>(index: pg_sys::Relation, heap_tid: [u8; 6], v: &[T
                 for s in &live {
                     vectors.entry(s.1).or_insert_with(|| vector_at(index, s.1, m));
                 }
-                let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.metric, &vectors, a, b, bound);
+                let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.opclass, &vectors, a, b, bound);
                 chosen[layer] = select(salt, &live, capacity(layer, m), floor, dist).into_iter().map(|s| (s.1, s.0)).collect();
             }
         }
@@ -185,16 +178,22 @@ pub unsafe extern "C-unwind" fn aminsert(
 ) -> bool {
     unsafe {
         let meta = read_meta(index);
-        let tid = super::build::heap_tid_bytes(heap_tid);
+        let tid = heap_tid_bytes(heap_tid);
         // The vectors of one row's insert are short-lived: a memory context of their own.
         let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw insert");
         ctx.switch_to(|_| {
-            if meta.kind == 0 {
-                if let Some(v) = prepare::<f32>(*values, *isnull, &meta) {
-                    insert::<f32>(index, tid, &v);
+            let (op, dim) = (meta.opclass, meta.dim);
+            match op.kind {
+                Kind::F32 => {
+                    if let Some(v) = prepare::<f32>(*values, *isnull, op, dim) {
+                        insert::<f32>(index, tid, &v);
+                    }
                 }
-            } else if let Some(v) = prepare::<f16>(*values, *isnull, &meta) {
-                insert::<f16>(index, tid, &v);
+                Kind::F16 => {
+                    if let Some(v) = prepare::<f16>(*values, *isnull, op, dim) {
+                        insert::<f16>(index, tid, &v);
+                    }
+                }
             }
         });
         false

@@ -1,21 +1,23 @@
-//! The vs_hnsw index access method, one file per phase as pgvector does, over a graph algorithm
-//! that knows nothing of PostgreSQL (VectorChord's split):
-//! - `graph`: HNSW in memory and the beam search over any storage (`Walk`), tested with
-//!   `cargo test` against brute force; `tuple`: the element tuple's bytes, also pgrx-free.
-//! - `page`: meta page, buffer locks, generic WAL; `search`: the graph walked on pages.
-//! - `am`: handler, options, costs, opclass support; `build`, `insert`, `scan`, `vacuum`.
-//! - `mirror`: the in-memory graph copied into shared memory (pgrx-free), and `parallel`: the
-//!   build's batches run on PostgreSQL's parallel workers over it.
+//! The vs_hnsw index access method, one file per phase as pgvector does, over the graph
+//! algorithm of `vs_hnsw` (crates/hnsw), which knows nothing of PostgreSQL:
+//! - `am`: handler, costs, opclass support functions; `options`: m and ef_construction;
+//!   `opclass`: metric and element type, decoded once.
+//! - `codec`: a column value into the graph and back (normalise, encode, distances).
+//! - `page`: meta page, buffer locks, generic WAL; `pages`: the graph's elements and lists on
+//!   pages, and the walk a search takes over them.
+//! - `build`, `insert`, `scan`, `vacuum`: the phases; `parallel`: a build's batches on
+//!   PostgreSQL's parallel workers, over `vs_hnsw::mirror`; `check`: SQL functions that check
+//!   an index.
 
 pub mod am;
 pub mod build;
 pub mod check;
-pub mod graph;
+pub mod codec;
 pub mod insert;
-pub mod mirror;
+pub mod opclass;
+pub mod options;
 pub mod page;
+pub mod pages;
 pub mod parallel;
 pub mod scan;
-pub mod search;
-pub mod tuple;
 pub mod vacuum;

@@ -1,8 +1,12 @@
 //! Index pages in shared buffers: the meta page (block 0), element pages after it, buffer
 //! locks that are released on every exit path, and generic WAL for every change.
 
-use super::tuple::{self, Id};
+use super::opclass::Opclass;
+use crate::glue::error::error;
 use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode::*;
+use std::ffi::CStr;
+use vs_hnsw::tuple::{self, Id};
 
 pub const META_BLOCK: u32 = 0;
 const MAGIC: u32 = 0x7673_686e; // "vshn"
@@ -12,31 +16,73 @@ const VERSION: u32 = 1;
 /// elements deleted.
 pub const UPDATE_LOCK: u32 = u32::MAX - 1;
 
+/// The meta page's contents as stored.
 #[repr(C)]
+#[derive(Clone, Copy)]
+struct MetaPage {
+    magic: u32,
+    version: u32,
+    dim: u32,
+    m: u32,
+    ef_construction: u32,
+    /// `Opclass::codes`.
+    metric: u32,
+    kind: u32,
+    entry_level: u32,
+    entry: Id,
+    last_block: u32,
+    _unused: u32,
+}
+
+/// The meta page decoded.
 #[derive(Clone, Copy, Debug)]
 pub struct Meta {
-    pub magic: u32,
-    pub version: u32,
+    /// 0 until the first vector sets it.
     pub dim: u32,
     pub m: u32,
     pub ef_construction: u32,
-    /// `graph::Metric` as stored: 0 L2, 1 inner product, 2 cosine.
-    pub metric: u32,
-    /// 0: f32 elements (embedding), 1: f16 (halfembedding).
-    pub kind: u32,
+    pub opclass: Opclass,
     pub entry_level: u32,
     pub entry: Id,
     /// The last page, where new elements go when the free space map has nothing.
     pub last_block: u32,
-    pub _unused: u32,
 }
 
 pub const NO_ENTRY: Id = u64::MAX;
 
 impl Meta {
-    pub fn new(dim: u32, m: u32, ef_construction: u32, metric: u32, kind: u32) -> Meta {
-        Meta { magic: MAGIC, version: VERSION, dim, m, ef_construction, metric, kind, entry_level: 0, entry: NO_ENTRY, last_block: META_BLOCK, _unused: 0 }
+    pub fn new(dim: u32, m: u32, ef_construction: u32, opclass: Opclass) -> Meta {
+        Meta { dim, m, ef_construction, opclass, entry_level: 0, entry: NO_ENTRY, last_block: META_BLOCK }
     }
+
+    fn stored(&self) -> MetaPage {
+        let (metric, kind) = self.opclass.codes();
+        let Meta { dim, m, ef_construction, entry_level, entry, last_block, .. } = *self;
+        MetaPage { magic: MAGIC, version: VERSION, dim, m, ef_construction, metric, kind, entry_level, entry, last_block, _unused: 0 }
+    }
+}
+
+impl MetaPage {
+    unsafe fn decoded(&self, index: pg_sys::Relation) -> Meta {
+        if self.magic != MAGIC || self.version != VERSION {
+            unsafe { corrupt(index, "its meta page is not a vs_hnsw meta page of this version") };
+        }
+        let Some(opclass) = Opclass::decode(self.metric, self.kind) else {
+            unsafe { corrupt(index, &format!("its meta page names metric {} and element type {}, which no version writes", self.metric, self.kind)) };
+        };
+        let MetaPage { dim, m, ef_construction, entry_level, entry, last_block, .. } = *self;
+        Meta { dim, m, ef_construction, opclass, entry_level, entry, last_block }
+    }
+}
+
+/// Raises ERRCODE_INDEX_CORRUPTED for `index`.
+pub unsafe fn corrupt(index: pg_sys::Relation, what: &str) -> ! {
+    let name = unsafe { CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()) }.to_string_lossy().into_owned();
+    error(ERRCODE_INDEX_CORRUPTED, format!("index \"{name}\" is corrupt: {what}; REINDEX it"))
+}
+
+pub fn too_big(len: usize) -> ! {
+    error(ERRCODE_PROGRAM_LIMIT_EXCEEDED, format!("a vs_hnsw element of {len} bytes does not fit on a page"))
 }
 
 /// Usable bytes for items on an element page (no special space).
@@ -146,7 +192,13 @@ impl Locked {
     pub unsafe fn extend(index: pg_sys::Relation) -> Locked {
         unsafe {
             pg_sys::LockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
-            let buf = pg_sys::ReadBufferExtended(index, pg_sys::ForkNumber::MAIN_FORKNUM, pg_sys::InvalidBlockNumber, pg_sys::ReadBufferMode::RBM_NORMAL, std::ptr::null_mut());
+            let buf = pg_sys::ReadBufferExtended(
+                index,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                pg_sys::InvalidBlockNumber,
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                std::ptr::null_mut(),
+            );
             pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
             pg_sys::UnlockRelationForExtension(index, pg_sys::ExclusiveLock as i32);
             Locked { buf }
@@ -188,29 +240,25 @@ pub unsafe fn item<'a>(page: pg_sys::Page, offset: u16) -> Option<&'a mut [u8]> 
     }
 }
 
-pub unsafe fn meta_of(page: pg_sys::Page) -> *mut Meta {
-    unsafe { pg_sys::PageGetContents(page) as *mut Meta }
+unsafe fn meta_of(page: pg_sys::Page) -> *mut MetaPage {
+    unsafe { pg_sys::PageGetContents(page) as *mut MetaPage }
 }
 
 /// Lays out an empty meta page holding `meta`.
 pub unsafe fn init_meta(page: pg_sys::Page, meta: &Meta) {
     unsafe {
         pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, 0);
-        meta_of(page).write(*meta);
+        meta_of(page).write(meta.stored());
         let header = page as *mut pg_sys::PageHeaderData;
         // Generic WAL skips the hole between pd_lower and pd_upper: the meta data must be below.
-        (*header).pd_lower = (meta_of(page) as usize - page as usize + std::mem::size_of::<Meta>()) as u16;
+        (*header).pd_lower = (meta_of(page) as usize - page as usize + std::mem::size_of::<MetaPage>()) as u16;
     }
 }
 
 pub unsafe fn read_meta(index: pg_sys::Relation) -> Meta {
     unsafe {
         let b = Locked::read(index, META_BLOCK, false);
-        let meta = meta_of(b.page()).read();
-        if meta.magic != MAGIC || meta.version != VERSION {
-            super::am::corrupt(index, "its meta page is not a vs_hnsw meta page of this version");
-        }
-        meta
+        meta_of(b.page()).read().decoded(index)
     }
 }
 
@@ -220,7 +268,9 @@ pub unsafe fn update_meta(index: pg_sys::Relation, f: impl FnOnce(&mut Meta)) {
         let b = Locked::read(index, META_BLOCK, true);
         let x = Xlog::start(index);
         let page = x.register(b.buf, false);
-        f(&mut *meta_of(page));
+        let mut meta = meta_of(page).read().decoded(index);
+        f(&mut meta);
+        meta_of(page).write(meta.stored());
         x.finish();
     }
 }
@@ -297,10 +347,7 @@ pub unsafe fn place(index: pg_sys::Relation, items: &[&[u8]]) -> Vec<Id> {
         let x = Xlog::start(index);
         let page = x.register(b.buf, true);
         pg_sys::PageInit(page, pg_sys::BLCKSZ as usize, 0);
-        let ids = items
-            .iter()
-            .map(|t| tuple::id(block, add_item(page, t).unwrap_or_else(|| super::am::too_big(t.len()))))
-            .collect();
+        let ids = items.iter().map(|t| tuple::id(block, add_item(page, t).unwrap_or_else(|| too_big(t.len())))).collect();
         x.finish();
         pg_sys::RecordPageWithFreeSpace(index, block, pg_sys::PageGetFreeSpace(b.page()));
         drop(b);

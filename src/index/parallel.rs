@@ -5,10 +5,10 @@
 //! steps; an error in a worker reaches the leader through the parallel context, and aborting the
 //! transaction ends the workers and frees the segment.
 
-use super::graph::{Batch, Graph, Team, Threads, Visited};
-use super::mirror::{self, Layout, Mirror, DONE};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use vs_hnsw::graph::{Batch, Graph, Team, Threads, Visited};
+use vs_hnsw::mirror::{self, Layout, Mirror, DONE};
 
 const KEY_CV: u64 = 0x7653_0001;
 const KEY_MIRROR: u64 = 0x7653_0002;
@@ -114,7 +114,7 @@ impl Workers {
             self.mirrored = false;
             pgrx::debug1!("vs_hnsw: the graph outgrew the parallel workers' shared memory; the leader's threads go on");
         }
-        crate::embed::pool(self.threads)
+        crate::glue::pool(self.threads)
     }
 }
 

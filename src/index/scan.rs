@@ -3,11 +3,12 @@
 //! the search runs again with twice the beam and returns the rows it had not returned, until
 //! `vs_hnsw.max_scan_tuples` rows were returned or the graph has no more (iterative scan).
 
-use super::am::{check_dim, normalized};
+use super::codec::{check_dim, normalized};
+use super::opclass::Kind;
 use super::page::{read_meta, Meta, NO_ENTRY};
-use super::search::{with_element, Pages};
+use super::pages::{with_element, Pages};
 use crate::guc;
-use crate::types::datum::{Element, VecRef};
+use crate::types::datum::{SqlScalar, VecRef};
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -47,23 +48,22 @@ unsafe fn state<'a>(scan: pg_sys::IndexScanDesc) -> &'a mut Scan {
     unsafe { &mut *(*((*scan).opaque as *mut Owner)).scan }
 }
 
-unsafe fn query<T: Element>(scan: pg_sys::IndexScanDesc, meta: &Meta) -> Vec<T> {
+unsafe fn query<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: &Meta) -> Vec<T> {
     unsafe {
         let key = &*(*scan).orderByData;
         // ORDER BY col <-> NULL: every distance is NULL, any order is right.
-        let Some(q) = VecRef::<T>::from_polymorphic_datum(key.sk_argument, key.sk_flags & pg_sys::SK_ISNULL as i32 != 0, pg_sys::InvalidOid)
-        else {
+        let Some(q) = VecRef::<T>::from_polymorphic_datum(key.sk_argument, key.sk_flags & pg_sys::SK_ISNULL as i32 != 0, pg_sys::InvalidOid) else {
             return vec![T::default(); meta.dim as usize];
         };
         check_dim::<T>(q.dim(), meta.dim as usize);
         // A zero query under cosine has no direction: every distance is NaN, any order will do.
-        let unit = if meta.metric == 2 { normalized(q.data) } else { None };
+        let unit = if meta.opclass.normalises() { normalized(q.data) } else { None };
         unit.unwrap_or_else(|| q.data.to_vec())
     }
 }
 
 /// Searches with the scan's beam; returns the heap TIDs of live elements, nearest first.
-unsafe fn search<T: Element>(index: pg_sys::Relation, meta: Meta, q: &[T], ef: usize) -> (Vec<[u8; 6]>, usize) {
+unsafe fn search<T: SqlScalar>(index: pg_sys::Relation, meta: Meta, q: &[T], ef: usize) -> (Vec<[u8; 6]>, usize) {
     unsafe {
         let mut w = Pages::new(index, meta, q);
         let found = w.search(0, 0, ef).pop().unwrap_or_default();
@@ -85,10 +85,9 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
             st.exhausted = true;
             return;
         }
-        let (tids, found) = if meta.kind == 0 {
-            search::<f32>(index, meta, &query::<f32>(scan, &meta), st.ef)
-        } else {
-            search::<f16>(index, meta, &query::<f16>(scan, &meta), st.ef)
+        let (tids, found) = match meta.opclass.kind {
+            Kind::F32 => search::<f32>(index, meta, &query::<f32>(scan, &meta), st.ef),
+            Kind::F16 => search::<f16>(index, meta, &query::<f16>(scan, &meta), st.ef),
         };
         // A beam that came back short has seen every element it can reach.
         st.exhausted = found < st.ef;

@@ -8,19 +8,20 @@
 //! 3. free the deleted elements' space for new inserts (free space map), so churn does not grow
 //!    the index.
 
-use super::am::distance;
-use super::graph::{capacity, reconnect, Mend, Mending, Scored};
+use super::codec::{distance, vector_of};
+use super::opclass::Kind;
 use super::page::{self, blocks, item, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
-use super::search::{for_each_live, neighbours_of, vector_of, with_element, with_list, IdSet, Pages};
-use super::tuple::{self, block_of, Element, Id};
-use crate::types::datum::Element as Elem;
+use super::pages::{for_each_live, neighbours_of, with_element, with_list, IdSet, Pages};
+use crate::types::datum::SqlScalar;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use vs_hnsw::graph::{capacity, reconnect, Mend, Mending, Scored};
+use vs_hnsw::tuple::{self, block_of, ElementTuple, Id};
 
-/// Element ids on a page, read under a share lock.
+/// ElementTuple ids on a page, read under a share lock.
 unsafe fn elements_on(index: pg_sys::Relation, blk: u32) -> Vec<Id> {
     unsafe {
         let b = Locked::read(index, blk, false);
@@ -30,7 +31,12 @@ unsafe fn elements_on(index: pg_sys::Relation, blk: u32) -> Vec<Id> {
 }
 
 /// Pass 1. Returns the deleted elements and their separate lists tuples.
-unsafe fn mark(info: *mut pg_sys::IndexVacuumInfo, stats: *mut pg_sys::IndexBulkDeleteResult, callback: pg_sys::IndexBulkDeleteCallback, state: *mut std::ffi::c_void) -> (IdSet, IdSet) {
+unsafe fn mark(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    state: *mut std::ffi::c_void,
+) -> (IdSet, IdSet) {
     let (mut deleted, mut lists) = (IdSet::default(), IdSet::default());
     unsafe {
         let index = (*info).index;
@@ -45,7 +51,7 @@ unsafe fn mark(info: *mut pg_sys::IndexVacuumInfo, stats: *mut pg_sys::IndexBulk
                 if !tuple::is_element(t) {
                     continue;
                 }
-                let e = Element(t);
+                let e = ElementTuple(t);
                 let id = tuple::id(blk, off);
                 let mut tid = e.heap_tid();
                 let dead = e.deleted() || cb(tid.as_mut_ptr() as pg_sys::ItemPointer, state);
@@ -84,7 +90,7 @@ struct Disk<'a, T> {
     vectors: RefCell<HashMap<Id, Vec<T>>>,
 }
 
-impl<T: Elem> Disk<'_, T> {
+impl<T: SqlScalar> Disk<'_, T> {
     fn load(&self, id: Id) {
         if !self.vectors.borrow().contains_key(&id) {
             let v = unsafe { with_element(self.index, id, |e| vector_of::<T>(&e, self.meta.m as usize)) }.unwrap_or_default();
@@ -93,7 +99,7 @@ impl<T: Elem> Disk<'_, T> {
     }
 }
 
-impl<T: Elem> Mend for Disk<'_, T> {
+impl<T: SqlScalar> Mend for Disk<'_, T> {
     type Id = Id;
     fn capacity(&self, layer: usize) -> usize {
         capacity(layer, self.meta.m as usize)
@@ -118,7 +124,11 @@ impl<T: Elem> Mend for Disk<'_, T> {
         let vs = self.vectors.borrow();
         let (va, vb) = (&vs[&a], &vs[&b]);
         // A vector that is gone (freed by an earlier VACUUM) is read as empty.
-        if va.is_empty() || va.len() != vb.len() { f32::INFINITY } else { distance(self.meta.metric, &va, &vb, bound) }
+        if va.is_empty() || va.len() != vb.len() {
+            f32::INFINITY
+        } else {
+            distance(self.meta.opclass, va, vb, bound)
+        }
     }
     fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Scored<Id>]) {
         let (m, deleted) = (self.meta.m as usize, self.deleted);
@@ -158,7 +168,7 @@ impl<T: Elem> Mend for Disk<'_, T> {
 }
 
 /// Pass 2: repairs every live element's lists; returns the live element on the highest level.
-unsafe fn repair<T: Elem>(index: pg_sys::Relation, meta: &Meta, deleted: &IdSet) -> Option<(usize, Id)> {
+unsafe fn repair<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, deleted: &IdSet) -> Option<(usize, Id)> {
     unsafe {
         let mut disk = Disk::<T> { index, meta, deleted, vectors: RefCell::new(HashMap::new()) };
         let mut gone: Vec<(Id, usize)> = deleted.iter().filter_map(|&d| with_element(index, d, |e| (d, e.level()))).collect();
@@ -186,7 +196,7 @@ unsafe fn repair<T: Elem>(index: pg_sys::Relation, meta: &Meta, deleted: &IdSet)
 /// Pass 2, last: links the live elements a walk from the entry point no longer reaches, on
 /// every layer (`graph::reconnect`), when the ids and marks it keeps (about 64 bytes an element) fit in
 /// maintenance_work_mem.
-unsafe fn reconnect_all<T: Elem>(index: pg_sys::Relation, deleted: &IdSet) {
+unsafe fn reconnect_all<T: SqlScalar>(index: pg_sys::Relation, deleted: &IdSet) {
     unsafe {
         let meta = read_meta(index);
         if meta.entry == NO_ENTRY {
@@ -233,7 +243,12 @@ unsafe fn free(index: pg_sys::Relation, gone: &IdSet) {
     }
 }
 
-unsafe fn bulk_delete<T: Elem>(info: *mut pg_sys::IndexVacuumInfo, stats: *mut pg_sys::IndexBulkDeleteResult, callback: pg_sys::IndexBulkDeleteCallback, state: *mut std::ffi::c_void) {
+unsafe fn bulk_delete<T: SqlScalar>(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    state: *mut std::ffi::c_void,
+) {
     unsafe {
         let index = (*info).index;
         let (deleted, lists) = mark(info, stats, callback, state);
@@ -259,7 +274,11 @@ unsafe fn bulk_delete<T: Elem>(info: *mut pg_sys::IndexVacuumInfo, stats: *mut p
 }
 
 unsafe fn new_stats(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
-    if stats.is_null() { unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _ } } else { stats }
+    if stats.is_null() {
+        unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _ }
+    } else {
+        stats
+    }
 }
 
 #[pg_guard]
@@ -272,17 +291,19 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     unsafe {
         let stats = new_stats(stats);
         (*stats).num_index_tuples = 0.0;
-        if read_meta((*info).index).kind == 0 {
-            bulk_delete::<f32>(info, stats, callback, state);
-        } else {
-            bulk_delete::<f16>(info, stats, callback, state);
+        match read_meta((*info).index).opclass.kind {
+            Kind::F32 => bulk_delete::<f32>(info, stats, callback, state),
+            Kind::F16 => bulk_delete::<f16>(info, stats, callback, state),
         }
         stats
     }
 }
 
 #[pg_guard]
-pub unsafe extern "C-unwind" fn amvacuumcleanup(info: *mut pg_sys::IndexVacuumInfo, stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
+pub unsafe extern "C-unwind" fn amvacuumcleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
     unsafe {
         if (*info).analyze_only {
             return stats;

@@ -1,11 +1,9 @@
 //! `binary_quantize(vector) → bit` and Hamming distance on `bit`, the original design's
 //! alternative metric. Uses PostgreSQL's own varbit layout: header, bit length, bits MSB first.
 
-use super::error::error;
+use crate::glue::error::error;
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
-use pgrx::pgrx_sql_entity_graph::metadata::{
-    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
-};
+use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 

@@ -3,21 +3,19 @@
 //! Layout, the same as pgvector's `vector`/`halfvec`: varlena header (4 bytes), `dim: u16`,
 //! `unused: u16`, then `dim` elements. No per-element overhead.
 
-use super::error::{error, raise};
-use super::text::{VecError, MAX_DIM};
-use super::kernels::Distance;
+use crate::glue::error::{error, raise};
 use half::f16;
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
-use pgrx::pgrx_sql_entity_graph::metadata::{
-    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
-};
+use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
+use vs_vector::kernels::Distance;
+use vs_vector::text::{VecError, MAX_DIM};
 
 pub const HEADER: usize = 8;
 
 /// An element type a stored vector can hold.
-pub trait Element: Distance + Copy + Default + PartialOrd + std::fmt::Debug {
+pub trait SqlScalar: Distance + Copy + Default + PartialOrd + std::fmt::Debug {
     /// SQL type name.
     const TYPE_NAME: &'static str;
     const TYPE_IDENT: &'static str;
@@ -30,7 +28,7 @@ pub trait Element: Distance + Copy + Default + PartialOrd + std::fmt::Debug {
     unsafe fn read_msg(buf: pg_sys::StringInfo) -> Self;
 }
 
-impl Element for f32 {
+impl SqlScalar for f32 {
     const TYPE_NAME: &'static str = "embedding";
     const TYPE_IDENT: &'static str = "visual_search::embedding";
     const MAX: f32 = f32::MAX;
@@ -45,7 +43,7 @@ impl Element for f32 {
     }
 }
 
-impl Element for f16 {
+impl SqlScalar for f16 {
     const TYPE_NAME: &'static str = "halfembedding";
     const TYPE_IDENT: &'static str = "visual_search::halfembedding";
     const MAX: f32 = 65504.0;
@@ -77,7 +75,7 @@ pub struct Vector<T>(pub Vec<T>);
 /// An array of vectors (`embedding[]`) to return; `None` elements are NULL.
 pub struct VectorArray<T>(pub Vec<Option<Vec<T>>>);
 
-impl<'a, T: Element> FromDatum for VecRef<'a, T> {
+impl<'a, T: SqlScalar> FromDatum for VecRef<'a, T> {
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
         if is_null {
             return None;
@@ -86,7 +84,7 @@ impl<'a, T: Element> FromDatum for VecRef<'a, T> {
             let mut p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr::<pg_sys::varlena>()) as *const u8;
             let size = pgrx::varlena::varsize_any(p.cast());
             // Datums in a tuple are 4-byte aligned by the type's alignment; anything else is copied.
-            if (p as usize) % 4 != 0 {
+            if !(p as usize).is_multiple_of(4) {
                 let copy = pg_sys::palloc(size) as *mut u8;
                 std::ptr::copy_nonoverlapping(p, copy, size);
                 p = copy;
@@ -100,7 +98,7 @@ impl<'a, T: Element> FromDatum for VecRef<'a, T> {
     }
 }
 
-impl<T: Element> Vector<T> {
+impl<T: SqlScalar> Vector<T> {
     /// Writes the varlena into palloc'd memory of the current memory context. Every datum of
     /// the two types is built here (casts, aggregates, arithmetic, recv, image_embed, arrays of
     /// vectors), so this is where a vector longer than the 16-bit count can hold is refused
@@ -120,20 +118,20 @@ impl<T: Element> Vector<T> {
     }
 }
 
-unsafe impl<'fcx, T: Element> ArgAbi<'fcx> for VecRef<'fcx, T> {
+unsafe impl<'fcx, T: SqlScalar> ArgAbi<'fcx> for VecRef<'fcx, T> {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
         unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be null"))
     }
 }
 
-unsafe impl<T: Element> BoxRet for Vector<T> {
+unsafe impl<T: SqlScalar> BoxRet for Vector<T> {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
         unsafe { fcinfo.return_raw_datum(pg_sys::Datum::from(self.to_varlena())) }
     }
 }
 
-unsafe impl<T: Element> BoxRet for VectorArray<T> {
+unsafe impl<T: SqlScalar> BoxRet for VectorArray<T> {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
         unsafe {
             // The element type is whatever the SQL declaration returns an array of.
@@ -176,21 +174,21 @@ unsafe impl<T: Element> BoxRet for VectorArray<T> {
     }
 }
 
-unsafe impl<T: Element> SqlTranslatable for VectorArray<T> {
+unsafe impl<T: SqlScalar> SqlTranslatable for VectorArray<T> {
     const TYPE_IDENT: &'static str = T::TYPE_IDENT;
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
     const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::As(T::TYPE_NAME));
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> = Ok(ReturnsRef::One(SqlMappingRef::As(T::TYPE_NAME)));
 }
 
-unsafe impl<'a, T: Element> SqlTranslatable for VecRef<'a, T> {
+unsafe impl<'a, T: SqlScalar> SqlTranslatable for VecRef<'a, T> {
     const TYPE_IDENT: &'static str = T::TYPE_IDENT;
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
     const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::As(T::TYPE_NAME));
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> = Ok(ReturnsRef::One(SqlMappingRef::As(T::TYPE_NAME)));
 }
 
-unsafe impl<T: Element> SqlTranslatable for Vector<T> {
+unsafe impl<T: SqlScalar> SqlTranslatable for Vector<T> {
     const TYPE_IDENT: &'static str = T::TYPE_IDENT;
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
     const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::As(T::TYPE_NAME));

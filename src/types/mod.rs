@@ -1,11 +1,8 @@
-//! Vector types: `embedding` (f32) and `halfembedding` (f16), their I/O, casts, operators and
-//! the SIMD distance kernels they share.
+//! Vector types: `embedding` (f32) and `halfembedding` (f16), their I/O, casts and operators,
+//! over `vs_vector`'s text form and kernels.
 
 pub mod bits;
 pub mod datum;
 pub mod embedding;
-pub mod error;
 pub mod halfembedding;
-pub mod kernels;
 pub mod ops;
-pub mod text;

@@ -1,49 +1,49 @@
 //! Operations shared by `embedding` and `halfembedding`, generic over the element type. The
 //! SQL entry points that call them are stamped out per type by `vector_sql_functions!`.
 
-use super::datum::{Element, VecRef, Vector};
-use super::error::{error, raise};
-use super::kernels;
-use super::text::{check_f64, format_vector, parse_vector, VecError};
-use pgrx::prelude::*;
+use super::datum::{SqlScalar, VecRef, Vector};
+use crate::glue::error::{error, raise};
 use pgrx::datum::{AnyArray, Internal};
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 use std::cmp::Ordering;
 use std::ffi::{CStr, CString};
+use vs_vector::kernels;
+use vs_vector::text::{check_f64, format_vector, parse_vector, VecError};
 
-pub fn fail<T: Element>(e: VecError) -> ! {
+pub fn fail<T: SqlScalar>(e: VecError) -> ! {
     raise(e, T::TYPE_NAME, None)
 }
 
-pub fn check_typmod<T: Element>(dim: usize, typmod: i32) {
+pub fn check_typmod<T: SqlScalar>(dim: usize, typmod: i32) {
     if typmod >= 0 && dim != typmod as usize {
         fail::<T>(VecError::TypmodMismatch(typmod as usize, dim));
     }
 }
 
-pub fn same_dims<T: Element>(a: &VecRef<T>, b: &VecRef<T>) {
+pub fn same_dims<T: SqlScalar>(a: &VecRef<T>, b: &VecRef<T>) {
     if a.dim() != b.dim() {
         fail::<T>(VecError::DimMismatch(a.dim(), b.dim()));
     }
 }
 
 /// Converts checked f32 values to the element type.
-pub fn from_values<T: Element>(values: impl IntoIterator<Item = f32>) -> Vector<T> {
+pub fn from_values<T: SqlScalar>(values: impl IntoIterator<Item = f32>) -> Vector<T> {
     Vector(values.into_iter().map(T::from_f32).collect())
 }
 
-pub fn input<T: Element>(s: &CStr, typmod: i32) -> Vector<T> {
+pub fn input<T: SqlScalar>(s: &CStr, typmod: i32) -> Vector<T> {
     let text = s.to_str().unwrap_or_else(|_| error(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, "input is not valid UTF-8"));
     let values = parse_vector(text, T::MAX).unwrap_or_else(|e| raise(e, T::TYPE_NAME, Some(text)));
     check_typmod::<T>(values.len(), typmod);
     from_values(values)
 }
 
-pub fn output<T: Element>(v: VecRef<T>) -> CString {
+pub fn output<T: SqlScalar>(v: VecRef<T>) -> CString {
     CString::new(format_vector(v.data.iter().map(|x| x.to_f32()))).expect("no NUL in a formatted vector")
 }
 
-pub fn typmod_in<T: Element>(list: Array<&CStr>) -> i32 {
+pub fn typmod_in<T: SqlScalar>(list: Array<&CStr>) -> i32 {
     let mods: Vec<Option<&CStr>> = list.iter().collect();
     let dims = match mods.as_slice() {
         [Some(m)] => m.to_str().ok().and_then(|s| s.trim().parse::<i64>().ok()),
@@ -53,15 +53,14 @@ pub fn typmod_in<T: Element>(list: Array<&CStr>) -> i32 {
     match dims {
         None => error(ERRCODE_INVALID_PARAMETER_VALUE, "invalid type modifier"),
         Some(d) if d < 1 => error(ERRCODE_INVALID_PARAMETER_VALUE, format!("dimensions for type {name} must be at least 1")),
-        Some(d) if d > super::text::MAX_DIM as i64 => error(
-            ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("dimensions for type {name} cannot exceed {}", super::text::MAX_DIM),
-        ),
+        Some(d) if d > vs_vector::text::MAX_DIM as i64 => {
+            error(ERRCODE_INVALID_PARAMETER_VALUE, format!("dimensions for type {name} cannot exceed {}", vs_vector::text::MAX_DIM))
+        }
         Some(d) => d as i32,
     }
 }
 
-pub fn recv<T: Element>(buf: Internal, typmod: i32) -> Vector<T> {
+pub fn recv<T: SqlScalar>(buf: Internal, typmod: i32) -> Vector<T> {
     let buf = buf.unwrap().expect("recv buffer").cast_mut_ptr::<pg_sys::StringInfoData>();
     let (dim, unused) = unsafe { (pg_sys::pq_getmsgint(buf, 2) as usize, pg_sys::pq_getmsgint(buf, 2)) };
     if dim == 0 {
@@ -80,7 +79,7 @@ pub fn recv<T: Element>(buf: Internal, typmod: i32) -> Vector<T> {
     Vector(out)
 }
 
-pub fn send<T: Element>(v: VecRef<T>) -> Vec<u8> {
+pub fn send<T: SqlScalar>(v: VecRef<T>) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + v.dim() * size_of::<T>());
     out.extend_from_slice(&(v.dim() as u16).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
@@ -91,22 +90,21 @@ pub fn send<T: Element>(v: VecRef<T>) -> Vec<u8> {
 }
 
 /// Applies a typmod (the cast PostgreSQL calls on assignment to `embedding(n)`).
-pub fn coerce<T: Element>(v: VecRef<T>, typmod: i32) -> Vector<T> {
+pub fn coerce<T: SqlScalar>(v: VecRef<T>, typmod: i32) -> Vector<T> {
     check_typmod::<T>(v.dim(), typmod);
     Vector(v.data.to_vec())
 }
 
 /// Reads a one-dimensional array of real, double precision, integer or numeric.
-pub fn from_array<T: Element>(arr: AnyArray, typmod: i32) -> Vector<T> {
+pub fn from_array<T: SqlScalar>(arr: AnyArray, typmod: i32) -> Vector<T> {
     let values = unsafe { array_values(arr) }.unwrap_or_else(|e| fail::<T>(e));
     if values.is_empty() {
         fail::<T>(VecError::Empty);
     }
-    if values.len() > super::text::MAX_DIM {
+    if values.len() > vs_vector::text::MAX_DIM {
         fail::<T>(VecError::TooManyDims(values.len()));
     }
-    let checked: Vec<f32> =
-        values.into_iter().map(|x| check_f64(x, T::MAX).unwrap_or_else(|e| fail::<T>(e))).collect();
+    let checked: Vec<f32> = values.into_iter().map(|x| check_f64(x, T::MAX).unwrap_or_else(|e| fail::<T>(e))).collect();
     check_typmod::<T>(checked.len(), typmod);
     from_values(checked)
 }
@@ -145,16 +143,16 @@ unsafe fn array_values(arr: AnyArray) -> Result<Vec<f64>, VecError> {
     }
 }
 
-pub fn to_f32s<T: Element>(v: VecRef<T>) -> Vec<f32> {
+pub fn to_f32s<T: SqlScalar>(v: VecRef<T>) -> Vec<f32> {
     v.data.iter().map(|x| x.to_f32()).collect()
 }
 
-pub fn to_f64s<T: Element>(v: VecRef<T>) -> Vec<f64> {
+pub fn to_f64s<T: SqlScalar>(v: VecRef<T>) -> Vec<f64> {
     v.data.iter().map(|x| x.to_f32() as f64).collect()
 }
 
 /// Rounds to integers as PostgreSQL's float4 → integer cast does.
-pub fn to_i32s<T: Element>(v: VecRef<T>) -> Vec<i32> {
+pub fn to_i32s<T: SqlScalar>(v: VecRef<T>) -> Vec<i32> {
     v.data
         .iter()
         .map(|x| {
@@ -167,29 +165,29 @@ pub fn to_i32s<T: Element>(v: VecRef<T>) -> Vec<i32> {
         .collect()
 }
 
-pub fn l2_squared<T: Element>(a: VecRef<T>, b: VecRef<T>) -> f64 {
+pub fn l2_squared<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> f64 {
     same_dims(&a, &b);
     kernels::l2_squared(a.data, b.data) as f64
 }
-pub fn l2<T: Element>(a: VecRef<T>, b: VecRef<T>) -> f64 {
+pub fn l2<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> f64 {
     l2_squared(a, b).sqrt()
 }
-pub fn inner_product<T: Element>(a: VecRef<T>, b: VecRef<T>) -> f64 {
+pub fn inner_product<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> f64 {
     same_dims(&a, &b);
     kernels::dot(a.data, b.data) as f64
 }
-pub fn cosine<T: Element>(a: VecRef<T>, b: VecRef<T>) -> f64 {
+pub fn cosine<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> f64 {
     same_dims(&a, &b);
     kernels::cosine_distance(a.data, b.data)
 }
-pub fn l1<T: Element>(a: VecRef<T>, b: VecRef<T>) -> f64 {
+pub fn l1<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> f64 {
     same_dims(&a, &b);
     kernels::l1(a.data, b.data) as f64
 }
-pub fn norm<T: Element>(v: VecRef<T>) -> f64 {
+pub fn norm<T: SqlScalar>(v: VecRef<T>) -> f64 {
     v.data.iter().map(|x| (x.to_f32() as f64).powi(2)).sum::<f64>().sqrt()
 }
-pub fn normalize<T: Element>(v: VecRef<T>) -> Vector<T> {
+pub fn normalize<T: SqlScalar>(v: VecRef<T>) -> Vector<T> {
     let n = norm(VecRef { data: v.data });
     if n == 0.0 {
         return Vector(v.data.to_vec());
@@ -198,7 +196,7 @@ pub fn normalize<T: Element>(v: VecRef<T>) -> Vector<T> {
 }
 
 /// Elementwise arithmetic; an overflow of the element type is an error, as in pgvector.
-pub fn elementwise<T: Element>(a: VecRef<T>, b: VecRef<T>, f: impl Fn(f32, f32) -> f32) -> Vector<T> {
+pub fn elementwise<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>, f: impl Fn(f32, f32) -> f32) -> Vector<T> {
     same_dims(&a, &b);
     let out = a.data.iter().zip(b.data).map(|(x, y)| {
         let r = f(x.to_f32(), y.to_f32());
@@ -211,7 +209,7 @@ pub fn elementwise<T: Element>(a: VecRef<T>, b: VecRef<T>, f: impl Fn(f32, f32) 
 }
 
 /// Lexicographic order on the elements, then shorter first (the btree order).
-pub fn compare<T: Element>(a: VecRef<T>, b: VecRef<T>) -> Ordering {
+pub fn compare<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> Ordering {
     for (x, y) in a.data.iter().zip(b.data) {
         match x.to_f32().partial_cmp(&y.to_f32()) {
             Some(Ordering::Equal) | None => {}
@@ -222,7 +220,7 @@ pub fn compare<T: Element>(a: VecRef<T>, b: VecRef<T>) -> Ordering {
 }
 
 /// Aggregate state: [count, sum_1, ..., sum_dim] in double precision.
-pub fn accum<T: Element>(mut state: Vec<f64>, v: VecRef<T>) -> Vec<f64> {
+pub fn accum<T: SqlScalar>(mut state: Vec<f64>, v: VecRef<T>) -> Vec<f64> {
     if state.len() <= 1 {
         state = vec![0.0; v.dim() + 1];
     } else if state.len() != v.dim() + 1 {
@@ -235,7 +233,7 @@ pub fn accum<T: Element>(mut state: Vec<f64>, v: VecRef<T>) -> Vec<f64> {
     state
 }
 
-pub fn combine<T: Element>(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+pub fn combine<T: SqlScalar>(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
     if a.len() <= 1 {
         return b;
     }
@@ -248,7 +246,7 @@ pub fn combine<T: Element>(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
     a.iter().zip(&b).map(|(x, y)| x + y).collect()
 }
 
-pub fn average<T: Element>(state: Vec<f64>) -> Option<Vector<T>> {
+pub fn average<T: SqlScalar>(state: Vec<f64>) -> Option<Vector<T>> {
     if state.len() <= 1 || state[0] == 0.0 {
         return None;
     }
@@ -260,86 +258,88 @@ pub fn average<T: Element>(state: Vec<f64>) -> Option<Vector<T>> {
 /// binds them by their C symbol (`<name>_wrapper`).
 #[macro_export]
 macro_rules! vector_sql_functions {
-    ($p:ident, $t:ty) => { paste::paste! {
-        use $crate::types::datum::{VecRef, Vector};
-        use $crate::types::ops;
-        #[allow(unused_imports)]
-        use $crate::types::kernels::Elem as _;
-        use pgrx::datum::{AnyArray, Internal};
-        use pgrx::prelude::*;
-        use std::ffi::{CStr, CString};
+    ($p:ident, $t:ty) => {
+        paste::paste! {
+            use $crate::types::datum::{VecRef, Vector};
+            use $crate::types::ops;
+            #[allow(unused_imports)]
+            use ::vs_vector::kernels::Scalar as _;
+            use pgrx::datum::{AnyArray, Internal};
+            use pgrx::prelude::*;
+            use std::ffi::{CStr, CString};
 
-        #[pg_extern(sql = false)]
-        fn [<$p _in>](input: &CStr, _oid: pg_sys::Oid, typmod: i32) -> Vector<$t> { ops::input(input, typmod) }
-        #[pg_extern(sql = false)]
-        fn [<$p _out>](v: VecRef<$t>) -> CString { ops::output(v) }
-        #[pg_extern(sql = false)]
-        fn [<$p _typmod_in>](list: Array<&CStr>) -> i32 { ops::typmod_in::<$t>(list) }
-        #[pg_extern(sql = false)]
-        fn [<$p _recv>](buf: Internal, _oid: pg_sys::Oid, typmod: i32) -> Vector<$t> { ops::recv(buf, typmod) }
-        #[pg_extern(sql = false)]
-        fn [<$p _send>](v: VecRef<$t>) -> Vec<u8> { ops::send(v) }
-        #[pg_extern(sql = false)]
-        fn [<$p _coerce>](v: VecRef<$t>, typmod: i32, _explicit: bool) -> Vector<$t> { ops::coerce(v, typmod) }
-        #[pg_extern(sql = false)]
-        fn [<array_to_ $p>](a: AnyArray, typmod: i32, _explicit: bool) -> Vector<$t> { ops::from_array(a, typmod) }
-        #[pg_extern(sql = false)]
-        fn [<$p _to_float4>](v: VecRef<$t>, _typmod: i32, _explicit: bool) -> Vec<f32> { ops::to_f32s(v) }
-        #[pg_extern(sql = false)]
-        fn [<$p _to_float8>](v: VecRef<$t>, _typmod: i32, _explicit: bool) -> Vec<f64> { ops::to_f64s(v) }
-        #[pg_extern(sql = false)]
-        fn [<$p _to_int4>](v: VecRef<$t>, _typmod: i32, _explicit: bool) -> Vec<i32> { ops::to_i32s(v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _in>](input: &CStr, _oid: pg_sys::Oid, typmod: i32) -> Vector<$t> { ops::input(input, typmod) }
+            #[pg_extern(sql = false)]
+            fn [<$p _out>](v: VecRef<$t>) -> CString { ops::output(v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _typmod_in>](list: Array<&CStr>) -> i32 { ops::typmod_in::<$t>(list) }
+            #[pg_extern(sql = false)]
+            fn [<$p _recv>](buf: Internal, _oid: pg_sys::Oid, typmod: i32) -> Vector<$t> { ops::recv(buf, typmod) }
+            #[pg_extern(sql = false)]
+            fn [<$p _send>](v: VecRef<$t>) -> Vec<u8> { ops::send(v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _coerce>](v: VecRef<$t>, typmod: i32, _explicit: bool) -> Vector<$t> { ops::coerce(v, typmod) }
+            #[pg_extern(sql = false)]
+            fn [<array_to_ $p>](a: AnyArray, typmod: i32, _explicit: bool) -> Vector<$t> { ops::from_array(a, typmod) }
+            #[pg_extern(sql = false)]
+            fn [<$p _to_float4>](v: VecRef<$t>, _typmod: i32, _explicit: bool) -> Vec<f32> { ops::to_f32s(v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _to_float8>](v: VecRef<$t>, _typmod: i32, _explicit: bool) -> Vec<f64> { ops::to_f64s(v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _to_int4>](v: VecRef<$t>, _typmod: i32, _explicit: bool) -> Vec<i32> { ops::to_i32s(v) }
 
-        #[pg_extern(sql = false)]
-        fn [<$p _l2_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::l2(a, b) }
-        #[pg_extern(sql = false)]
-        fn [<$p _l2_squared_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::l2_squared(a, b) }
-        #[pg_extern(sql = false)]
-        fn [<$p _inner_product>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::inner_product(a, b) }
-        #[pg_extern(sql = false)]
-        fn [<$p _negative_inner_product>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { -ops::inner_product(a, b) }
-        #[pg_extern(sql = false)]
-        fn [<$p _cosine_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::cosine(a, b) }
-        #[pg_extern(sql = false)]
-        fn [<$p _l1_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::l1(a, b) }
-        #[pg_extern(sql = false)]
-        fn [<$p _dims>](v: VecRef<$t>) -> i32 { v.dim() as i32 }
-        #[pg_extern(sql = false)]
-        fn [<$p _norm>](v: VecRef<$t>) -> f64 { ops::norm(v) }
-        #[pg_extern(sql = false)]
-        fn [<$p _l2_normalize>](v: VecRef<$t>) -> Vector<$t> { ops::normalize(v) }
-        #[pg_extern(sql = false)]
-        fn [<$p _binary_quantize>](v: VecRef<$t>) -> $crate::types::bits::BitString {
-            $crate::types::bits::quantize(v.data.iter().map(|x| x.to_f32()))
+            #[pg_extern(sql = false)]
+            fn [<$p _l2_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::l2(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _l2_squared_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::l2_squared(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _inner_product>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::inner_product(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _negative_inner_product>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { -ops::inner_product(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _cosine_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::cosine(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _l1_distance>](a: VecRef<$t>, b: VecRef<$t>) -> f64 { ops::l1(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _dims>](v: VecRef<$t>) -> i32 { v.dim() as i32 }
+            #[pg_extern(sql = false)]
+            fn [<$p _norm>](v: VecRef<$t>) -> f64 { ops::norm(v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _l2_normalize>](v: VecRef<$t>) -> Vector<$t> { ops::normalize(v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _binary_quantize>](v: VecRef<$t>) -> $crate::types::bits::BitString {
+                $crate::types::bits::quantize(v.data.iter().map(|x| x.to_f32()))
+            }
+
+            #[pg_extern(sql = false)]
+            fn [<$p _add>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x + y) }
+            #[pg_extern(sql = false)]
+            fn [<$p _sub>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x - y) }
+            #[pg_extern(sql = false)]
+            fn [<$p _mul>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x * y) }
+
+            #[pg_extern(sql = false)]
+            fn [<$p _cmp>](a: VecRef<$t>, b: VecRef<$t>) -> i32 { ops::compare(a, b) as i32 }
+            #[pg_extern(sql = false)]
+            fn [<$p _lt>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_lt() }
+            #[pg_extern(sql = false)]
+            fn [<$p _le>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_le() }
+            #[pg_extern(sql = false)]
+            fn [<$p _eq>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_eq() }
+            #[pg_extern(sql = false)]
+            fn [<$p _ne>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_ne() }
+            #[pg_extern(sql = false)]
+            fn [<$p _ge>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_ge() }
+            #[pg_extern(sql = false)]
+            fn [<$p _gt>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_gt() }
+
+            #[pg_extern(sql = false)]
+            fn [<$p _accum>](state: Vec<f64>, v: VecRef<$t>) -> Vec<f64> { ops::accum(state, v) }
+            #[pg_extern(sql = false)]
+            fn [<$p _combine>](a: Vec<f64>, b: Vec<f64>) -> Vec<f64> { ops::combine::<$t>(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _avg>](state: Vec<f64>) -> Option<Vector<$t>> { ops::average(state) }
         }
-
-        #[pg_extern(sql = false)]
-        fn [<$p _add>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x + y) }
-        #[pg_extern(sql = false)]
-        fn [<$p _sub>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x - y) }
-        #[pg_extern(sql = false)]
-        fn [<$p _mul>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x * y) }
-
-        #[pg_extern(sql = false)]
-        fn [<$p _cmp>](a: VecRef<$t>, b: VecRef<$t>) -> i32 { ops::compare(a, b) as i32 }
-        #[pg_extern(sql = false)]
-        fn [<$p _lt>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_lt() }
-        #[pg_extern(sql = false)]
-        fn [<$p _le>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_le() }
-        #[pg_extern(sql = false)]
-        fn [<$p _eq>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_eq() }
-        #[pg_extern(sql = false)]
-        fn [<$p _ne>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_ne() }
-        #[pg_extern(sql = false)]
-        fn [<$p _ge>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_ge() }
-        #[pg_extern(sql = false)]
-        fn [<$p _gt>](a: VecRef<$t>, b: VecRef<$t>) -> bool { ops::compare(a, b).is_gt() }
-
-        #[pg_extern(sql = false)]
-        fn [<$p _accum>](state: Vec<f64>, v: VecRef<$t>) -> Vec<f64> { ops::accum(state, v) }
-        #[pg_extern(sql = false)]
-        fn [<$p _combine>](a: Vec<f64>, b: Vec<f64>) -> Vec<f64> { ops::combine::<$t>(a, b) }
-        #[pg_extern(sql = false)]
-        fn [<$p _avg>](state: Vec<f64>) -> Option<Vector<$t>> { ops::average(state) }
-    }};
+    };
 }

@@ -176,12 +176,7 @@ impl Catalogue {
 }
 
 fn product(r: &Row) -> Product {
-    Product {
-        id: r.get(0),
-        name: r.get(1),
-        category: r.get(2),
-        distance: if r.len() > 3 { r.get(3) } else { None },
-    }
+    Product { id: r.get(0), name: r.get(1), category: r.get(2), distance: if r.len() > 3 { r.get(3) } else { None } }
 }
 
 #[cfg(test)]

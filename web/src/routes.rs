@@ -80,9 +80,8 @@ async fn similar_to_product(State(app): Shared, Path(id): Path<i64>, Params(f): 
 
 async fn search_by_photo(State(app): Shared, Params(f): Params<Filter>, body: Body) -> Result<Response, Failure> {
     let limit = app.max_upload;
-    let photo = to_bytes(body, limit).await.map_err(|_| {
-        Failure::new(Kind::BadInput, format!("the file is larger than this page accepts ({} MB)", limit >> 20))
-    })?;
+    let photo =
+        to_bytes(body, limit).await.map_err(|_| Failure::new(Kind::BadInput, format!("the file is larger than this page accepts ({} MB)", limit >> 20)))?;
     if photo.is_empty() {
         return Err(Failure::new(Kind::BadInput, "the upload is empty"));
     }
@@ -101,10 +100,6 @@ async fn image(State(app): Shared, Path(id): Path<i64>) -> Result<Response, Fail
         [b'B', b'M', ..] => "image/bmp",
         _ => "application/octet-stream",
     };
-    let headers = [
-        (header::CONTENT_TYPE, kind),
-        (header::CACHE_CONTROL, "max-age=3600"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    ];
+    let headers = [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "max-age=3600"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")];
     Ok((headers, bytes).into_response())
 }

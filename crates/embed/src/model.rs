@@ -1,0 +1,220 @@
+//! VGG16 on libtorch, built exactly as torchvision defines it (parameter names
+//! `features.N.weight` / `features.N.bias`, and `features.N.running_mean` etc. for the
+//! BatchNorm variant), so torchvision's weights converted to safetensors load unchanged.
+//! Free of pgrx.
+
+use super::manifest::{scaled, Manifest, ModelError, Pooling, VGG16};
+use super::preprocess::Cancel;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
+
+/// libtorch's default random generator is process-wide and building a network draws from it.
+/// Seeding and building under this lock keeps a seeded initialisation reproducible while other
+/// threads build networks too (tests run in parallel; a server may train beside loading).
+pub static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A 3×3, padding-1 convolution (torchvision's Conv2d) that never uses TF32 on a GPU: cuDNN
+/// does by default, and its 10-bit mantissa moved vectors 2.5e-4 (relative) away from the CPU's
+/// on an H100. In half precision the input is f16 and this changes nothing.
+#[derive(Debug)]
+struct Conv3(nn::Conv2D);
+
+impl nn::Module for Conv3 {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if x.device().is_cuda() && x.kind() == Kind::Float {
+            x.internal_convolution(&self.0.ws, self.0.bs.as_ref(), [1, 1], [1, 1], [1, 1], false, [0, 0], 1, false, false, true, false)
+        } else {
+            self.0.forward(x)
+        }
+    }
+}
+
+/// One layer of the network, boxed so that a forward pass can stop between two of them.
+#[derive(Debug)]
+pub struct Layer(Box<dyn nn::ModuleT>);
+
+impl nn::ModuleT for Layer {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.0.forward_t(x, train)
+    }
+}
+
+/// The layers of VGG16's convolutional part (torchvision's `vgg16().features`), in order.
+pub fn layers(p: &nn::Path, width: f64, batch_norm: bool) -> Vec<Layer> {
+    let mut out: Vec<Layer> = Vec::new();
+    let mut idx = 0usize;
+    let mut c_in = 3i64;
+    for &c in VGG16.iter() {
+        if c == 0 {
+            out.push(Layer(Box::new(nn::func(|x| x.max_pool2d_default(2)))));
+            idx += 1;
+            continue;
+        }
+        let c_out = scaled(c, width);
+        let cfg = nn::ConvConfig { padding: 1, ..Default::default() };
+        out.push(Layer(Box::new(Conv3(nn::conv2d(p / "features" / idx.to_string(), c_in, c_out, 3, cfg)))));
+        idx += 1;
+        if batch_norm {
+            out.push(Layer(Box::new(nn::batch_norm2d(p / "features" / idx.to_string(), c_out, Default::default()))));
+            idx += 1;
+        }
+        // In place, as torchvision's ReLU(inplace=True): the conv output is not needed again.
+        out.push(Layer(Box::new(nn::func(|x| x.shallow_clone().relu_()))));
+        idx += 1;
+        c_in = c_out;
+    }
+    out
+}
+
+/// The convolutional part of VGG16 as one module (training runs it whole).
+pub fn features(p: &nn::Path, width: f64, batch_norm: bool) -> nn::SequentialT {
+    layers(p, width, batch_norm).into_iter().fold(nn::seq_t(), |seq, l| seq.add(l))
+}
+
+/// A model ready to run: weights loaded, in eval mode, on its device.
+pub struct Model {
+    pub manifest: Manifest,
+    pub device: Device,
+    pub half: bool,
+    pub parameters: usize,
+    pub bytes: usize,
+    _vs: nn::VarStore,
+    net: Vec<Layer>,
+}
+
+fn torch(e: tch::TchError) -> ModelError {
+    ModelError::Torch(e.to_string())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Model {
+    /// Loads `weights` (a safetensors file, checked against the manifest's sha256) into a fresh
+    /// network. Every parameter of the network must be in the file with the same shape.
+    pub fn load(manifest: Manifest, weights: &Path, device: Device, half: bool) -> Result<Model, ModelError> {
+        let bytes = std::fs::read(weights).map_err(|_| ModelError::WeightsMissing(weights.to_path_buf()))?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(&manifest.weights.sha256) {
+            return Err(ModelError::ShaMismatch { path: weights.to_path_buf(), expected: manifest.weights.sha256.clone(), actual });
+        }
+        let corrupt = |why: String| ModelError::WeightsCorrupt { path: weights.to_path_buf(), why };
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("{e:?}")))?;
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let net = {
+            let _init = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            layers(&vs.root(), manifest.width, manifest.batch_norm)
+        };
+        let mut parameters = 0;
+        tch::no_grad(|| -> Result<(), ModelError> {
+            for (name, var) in vs.variables_.lock().unwrap().named_variables.iter_mut() {
+                let view = st.tensor(name).map_err(|_| corrupt(format!("tensor {name} is missing")))?;
+                let src = Tensor::try_from(view).map_err(|e| corrupt(format!("{name}: {e}")))?;
+                if src.size() != var.size() {
+                    return Err(corrupt(format!("{name} has shape {:?}, the manifest's network needs {:?}", src.size(), var.size())));
+                }
+                let src = src.f_to_kind(Kind::Float).map_err(torch)?;
+                if src.f_isfinite().and_then(|t| t.f_all()).map(|t| !bool::try_from(t).unwrap_or(false)).unwrap_or(true) {
+                    return Err(corrupt(format!("{name} holds NaN or infinite values")));
+                }
+                var.f_copy_(&src).map_err(torch)?;
+                parameters += var.numel();
+            }
+            Ok(())
+        })?;
+        vs.set_device(device);
+        if half {
+            vs.half();
+        }
+        // oneDNN convolves channels-last (NHWC) tensors without reordering them on every call.
+        tch::no_grad(|| {
+            for (_, var) in vs.variables_.lock().unwrap().named_variables.iter_mut() {
+                if var.dim() == 4 {
+                    let nhwc = channels_last(var).map_err(torch)?;
+                    var.set_data(&nhwc);
+                }
+            }
+            Ok::<(), ModelError>(())
+        })?;
+        let bytes = parameters * if half { 2 } else { 4 };
+        Ok(Model { manifest, device, half, parameters, bytes, _vs: vs, net })
+    }
+
+    /// Runs a batch of preprocessed CHW inputs of one size; returns one vector each. `cancel`
+    /// is asked before each layer.
+    pub fn forward(&self, inputs: &[Vec<f32>], h: u32, w: u32, cancel: Cancel) -> Result<Vec<Vec<f32>>, ModelError> {
+        let n = inputs.len() as i64;
+        if n == 0 {
+            return Ok(vec![]);
+        }
+        let mut flat: Vec<f32> = Vec::new();
+        flat.try_reserve_exact(inputs.iter().map(Vec::len).sum()).map_err(|_| ModelError::Torch("out of memory for the input batch".into()))?;
+        inputs.iter().for_each(|i| flat.extend_from_slice(i));
+        tch::no_grad(|| {
+            let mut x = Tensor::f_from_slice(&flat)
+                .and_then(|t| t.f_view([n, 3, h as i64, w as i64]))
+                .and_then(|t| t.f_to_device(self.device))
+                .and_then(|t| channels_last(&t))
+                .map_err(torch)?;
+            if self.half {
+                x = x.f_to_kind(Kind::Half).map_err(torch)?;
+            }
+            let mut y = x;
+            for layer in &self.net {
+                if cancel() {
+                    return Err(ModelError::Cancelled);
+                }
+                y = layer.forward_t(&y, false);
+            }
+            let mut v = match self.manifest.output.pooling {
+                Pooling::Avg => y.f_mean_dim([2i64, 3].as_slice(), false, Kind::Float),
+                Pooling::Max => y.f_amax([2i64, 3].as_slice(), false).and_then(|t| t.f_to_kind(Kind::Float)),
+                Pooling::Flatten => y.f_adaptive_avg_pool2d([7i64, 7].as_slice()).and_then(|t| t.f_flatten(1, -1)).and_then(|t| t.f_to_kind(Kind::Float)),
+            }
+            .map_err(torch)?;
+            if self.manifest.output.normalize {
+                // As torch.nn.functional.normalize: x / max(‖x‖, 1e-12).
+                let norm = v.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true).and_then(|t| t.f_clamp_min(1e-12)).map_err(torch)?;
+                v = v.f_div(&norm).map_err(torch)?;
+            }
+            let v = v.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(torch)?;
+            let dims = self.manifest.dims;
+            let mut out = vec![0f32; n as usize * dims];
+            v.f_copy_data(&mut out, n as usize * dims).map_err(torch)?;
+            Ok(out.chunks(dims).map(|c| c.to_vec()).collect())
+        })
+    }
+}
+
+/// The same tensor laid out channels-last: NCHW shape, NHWC strides.
+fn channels_last(t: &Tensor) -> Result<Tensor, tch::TchError> {
+    t.f_permute([0i64, 2, 3, 1].as_slice())?.f_contiguous()?.f_permute([0i64, 3, 1, 2].as_slice())
+}
+
+/// Models loaded in this process, by (directory, name, device, half).
+pub type Cache = HashMap<(String, String, String, bool), std::rc::Rc<Model>>;
+
+/// "auto" | "cpu" | "cuda" | "cuda:N".
+pub fn parse_device(s: &str) -> Result<Device, ModelError> {
+    let cuda = |i: usize| {
+        if !tch::Cuda::is_available() {
+            return Err(ModelError::Device(format!("visual_search.device is \"{s}\" but libtorch sees no CUDA device")));
+        }
+        if i >= tch::Cuda::device_count() as usize {
+            return Err(ModelError::Device(format!("visual_search.device is \"{s}\" but there are {} CUDA devices", tch::Cuda::device_count())));
+        }
+        Ok(Device::Cuda(i))
+    };
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(i) => cuda(i),
+            None => Err(ModelError::Device(format!("visual_search.device must be auto, cpu, cuda or cuda:N, not \"{s}\""))),
+        },
+    }
+}

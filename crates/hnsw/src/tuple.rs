@@ -1,0 +1,225 @@
+//! The element tuple of a vs_hnsw index page, as bytes (free of pgrx, so `cargo test` covers it).
+//!
+//! ```text
+//! 0   heap TID (6 bytes, as PostgreSQL's ItemPointerData)
+//! 6   level (u8)          7  flags (u8: ELEMENT, and DELETED once VACUUM marked it)
+//! 8   neighbour block location (u32 block, u16 offset, u16 unused): NONE when inline
+//! 16  inline neighbour lists, when they fit beside the vector on one page
+//! ..  the vector (dim × 4 or 2 bytes)
+//! ```
+//! A neighbour list per layer 0..=level: `count: u16`, `unused: u16`, then `capacity(layer, m)`
+//! slots of (`block: u32`, `offset: u16`, `unused: u16`, `distance: f32`). The stored distance
+//! lets an insert replace a neighbour's farthest edge without reading any other vector.
+//! Vectors of many dimensions (2,000 f32 take 8,000 bytes) leave no room for the lists; these
+//! go into a tuple of their own, found through the location in the header, with an 8-byte
+//! header of which byte 7 is LISTS (so VACUUM tells the two kinds apart on a page).
+
+use crate::graph::capacity;
+
+pub const HEADER: usize = 16;
+pub const LISTS_HEADER: usize = 8;
+pub const ELEMENT: u8 = 2;
+pub const DELETED: u8 = 1;
+pub const LISTS: u8 = 4;
+/// An f32 vector stored as f16 because every element is exactly an f16 (pixel values, say):
+/// half the bytes to read per distance, and no value changes.
+pub const PACKED: u8 = 8;
+
+pub const SLOT: usize = 12;
+/// No separate neighbour tuple: the lists are inline.
+pub const INLINE: u64 = u64::MAX;
+
+/// An element's place: block number << 16 | line pointer offset.
+pub type Id = u64;
+
+pub fn id(block: u32, offset: u16) -> Id {
+    (block as u64) << 16 | offset as u64
+}
+pub fn block_of(id: Id) -> u32 {
+    (id >> 16) as u32
+}
+pub fn offset_of(id: Id) -> u16 {
+    id as u16
+}
+
+/// Bytes of the neighbour lists of a node on `level`.
+pub fn lists_size(level: usize, m: usize) -> usize {
+    (0..=level).map(|l| 4 + capacity(l, m) * SLOT).sum()
+}
+
+fn list_at(level: usize, m: usize, layer: usize) -> usize {
+    assert!(layer <= level, "layer {layer} above the node's level {level}");
+    lists_size(layer, m) - (4 + capacity(layer, m) * SLOT)
+}
+
+/// Writes a new element; `lists` when the neighbour lists are inline, else the location of
+/// their own tuple. Returns the bytes.
+pub fn element(heap_tid: [u8; 6], level: usize, m: usize, vector: &[u8], separate: Option<Id>) -> Vec<u8> {
+    let lists = if separate.is_none() { lists_size(level, m) } else { 0 };
+    let mut t = vec![0u8; HEADER + lists + vector.len()];
+    t[..6].copy_from_slice(&heap_tid);
+    t[6] = level as u8;
+    t[7] = ELEMENT;
+    let loc = separate.unwrap_or(INLINE);
+    t[8..12].copy_from_slice(&((loc >> 16) as u32).to_ne_bytes());
+    t[12..14].copy_from_slice(&(loc as u16).to_ne_bytes());
+    t[HEADER + lists..].copy_from_slice(vector);
+    t
+}
+
+/// Neighbour lists (`lists_size` bytes) as a tuple of their own.
+pub fn lists_tuple(lists: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; LISTS_HEADER];
+    t[7] = LISTS;
+    t.extend_from_slice(lists);
+    t
+}
+
+/// The lists in a lists tuple.
+pub fn lists_body(t: &mut [u8]) -> &mut [u8] {
+    &mut t[LISTS_HEADER..]
+}
+
+pub fn is_element(t: &[u8]) -> bool {
+    t.len() >= HEADER && t[7] & ELEMENT != 0
+}
+
+/// An element tuple, read.
+pub struct ElementTuple<'a>(pub &'a [u8]);
+
+impl<'a> ElementTuple<'a> {
+    pub fn heap_tid(&self) -> [u8; 6] {
+        self.0[..6].try_into().unwrap()
+    }
+    pub fn level(&self) -> usize {
+        self.0[6] as usize
+    }
+    pub fn deleted(&self) -> bool {
+        self.0[7] & DELETED != 0
+    }
+    pub fn packed(&self) -> bool {
+        self.0[7] & PACKED != 0
+    }
+    /// Where the neighbour lists are, when not inline.
+    pub fn separate(&self) -> Option<Id> {
+        let blk = u32::from_ne_bytes(self.0[8..12].try_into().unwrap());
+        let off = u16::from_ne_bytes(self.0[12..14].try_into().unwrap());
+        (blk != u32::MAX).then(|| id(blk, off))
+    }
+    /// The inline neighbour lists (empty when separate).
+    pub fn inline_lists(&self, m: usize) -> &'a [u8] {
+        if self.separate().is_some() {
+            &[]
+        } else {
+            &self.0[HEADER..HEADER + lists_size(self.level(), m)]
+        }
+    }
+    pub fn vector_bytes(&self, m: usize) -> &'a [u8] {
+        let lists = if self.separate().is_some() { 0 } else { lists_size(self.level(), m) };
+        &self.0[HEADER + lists..]
+    }
+}
+
+pub fn set_packed(t: &mut [u8]) {
+    t[7] |= PACKED;
+}
+
+pub fn set_deleted(t: &mut [u8]) {
+    t[7] |= DELETED;
+}
+
+/// The inline lists of an element tuple, to change in place.
+pub fn inline_lists_mut(t: &mut [u8], m: usize) -> &mut [u8] {
+    let n = lists_size(t[6] as usize, m);
+    &mut t[HEADER..HEADER + n]
+}
+
+/// The neighbours of one layer in a lists block: (id, distance).
+pub fn neighbours(lists: &[u8], level: usize, m: usize, layer: usize) -> impl Iterator<Item = (Id, f32)> + '_ {
+    let at = list_at(level, m, layer);
+    let count = u16::from_ne_bytes(lists[at..at + 2].try_into().unwrap()) as usize;
+    (0..count.min(capacity(layer, m))).map(move |i| {
+        let s = &lists[at + 4 + i * SLOT..][..SLOT];
+        let blk = u32::from_ne_bytes(s[..4].try_into().unwrap());
+        let off = u16::from_ne_bytes(s[4..6].try_into().unwrap());
+        (id(blk, off), f32::from_ne_bytes(s[8..12].try_into().unwrap()))
+    })
+}
+
+/// Replaces the list of one layer (at most its capacity is kept).
+pub fn set_neighbours(lists: &mut [u8], level: usize, m: usize, layer: usize, ns: &[(Id, f32)]) {
+    let at = list_at(level, m, layer);
+    let n = ns.len().min(capacity(layer, m));
+    lists[at..at + 2].copy_from_slice(&(n as u16).to_ne_bytes());
+    for (i, &(nid, d)) in ns[..n].iter().enumerate() {
+        let s = &mut lists[at + 4 + i * SLOT..][..SLOT];
+        s[..4].copy_from_slice(&block_of(nid).to_ne_bytes());
+        s[4..6].copy_from_slice(&offset_of(nid).to_ne_bytes());
+        s[6..8].fill(0);
+        s[8..12].copy_from_slice(&d.to_ne_bytes());
+    }
+}
+
+/// Adds an edge to `new` at distance `d`: into a free slot, else in place of the farthest
+/// neighbour when `new` is nearer (or always, with `force`). Returns whether the list changed.
+pub fn add_neighbour(lists: &mut [u8], level: usize, m: usize, layer: usize, new: Id, d: f32, force: bool) -> bool {
+    let mut ns: Vec<(Id, f32)> = neighbours(lists, level, m, layer).collect();
+    if ns.iter().any(|&(n, _)| n == new) {
+        return false;
+    }
+    if ns.len() < capacity(layer, m) {
+        ns.push((new, d));
+    } else {
+        let (far, &(_, fd)) = ns.iter().enumerate().max_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap();
+        if d >= fd && !force {
+            return false;
+        }
+        ns[far] = (new, d);
+    }
+    set_neighbours(lists, level, m, layer, &ns);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_element_reads_back_what_was_written() {
+        let v: Vec<u8> = (0..32u8).collect();
+        let mut t = element([1, 2, 3, 4, 5, 6], 2, 4, &v, None);
+        let e = ElementTuple(&t);
+        assert_eq!((e.heap_tid(), e.level(), e.deleted(), e.separate()), ([1, 2, 3, 4, 5, 6], 2, false, None));
+        assert_eq!(e.vector_bytes(4), &v[..]);
+        assert_eq!(e.inline_lists(4).len(), (4 + 8 * SLOT) + 2 * (4 + 4 * SLOT));
+        assert!(is_element(&t) && !is_element(&lists_tuple(&[0; 8])));
+        set_deleted(&mut t);
+        assert!(ElementTuple(&t).deleted());
+        let sep = element([0; 6], 1, 4, &v, Some(id(7, 3)));
+        let e = ElementTuple(&sep);
+        assert_eq!((e.separate(), e.inline_lists(4).len(), e.vector_bytes(4)), (Some(id(7, 3)), 0, &v[..]));
+    }
+
+    #[test]
+    fn neighbour_lists_keep_the_nearest_within_capacity() {
+        let (level, m) = (1, 2);
+        let mut l = vec![0u8; lists_size(level, m)];
+        for (i, d) in [5.0, 1.0, 3.0, 4.0].into_iter().enumerate() {
+            assert!(add_neighbour(&mut l, level, m, 0, id(1, i as u16 + 1), d, false));
+        }
+        assert!(!add_neighbour(&mut l, level, m, 0, id(1, 1), 0.5, false), "no duplicate edges");
+        assert!(!add_neighbour(&mut l, level, m, 0, id(2, 1), 9.0, false), "a farther node does not get in");
+        assert!(add_neighbour(&mut l, level, m, 0, id(2, 2), 2.0, false));
+        let mut got: Vec<f32> = neighbours(&l, level, m, 0).map(|(_, d)| d).collect();
+        got.sort_by(f32::total_cmp);
+        assert_eq!(got, [1.0, 2.0, 3.0, 4.0]);
+        assert!(add_neighbour(&mut l, level, m, 0, id(3, 3), 7.0, true), "forced in, in place of the farthest");
+        let mut got: Vec<f32> = neighbours(&l, level, m, 0).map(|(_, d)| d).collect();
+        got.sort_by(f32::total_cmp);
+        assert_eq!(got, [1.0, 2.0, 3.0, 7.0]);
+        assert_eq!(neighbours(&l, level, m, 1).count(), 0, "layers are independent");
+        set_neighbours(&mut l, level, m, 1, &[(id(9, 9), 0.25)]);
+        assert_eq!(neighbours(&l, level, m, 1).collect::<Vec<_>>(), [(id(9, 9), 0.25)]);
+        assert_eq!(neighbours(&l, level, m, 0).count(), 4);
+    }
+}

@@ -1,0 +1,177 @@
+//! The graph on index pages: elements and their neighbour lists read and changed in shared
+//! buffers, one locked page at a time, so that scans, inserts and VACUUM run beside each other;
+//! `Pages` is the walk `graph::beam` takes over them.
+
+use super::codec::{distance_to, vector_of};
+use super::page::{blocks, item, Locked, Meta, Xlog};
+use crate::types::datum::SqlScalar;
+use pgrx::pg_sys;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use vs_hnsw::graph::{beam, Scored, Walk};
+use vs_hnsw::tuple::{self, block_of, offset_of, ElementTuple, Id};
+
+/// Ids are already well spread in their low bits; a multiply mixes the block number in.
+#[derive(Default)]
+pub struct IdHasher(u64);
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 ids are hashed")
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+pub type IdSet = HashSet<Id, BuildHasherDefault<IdHasher>>;
+
+pub struct Pages<'a, T> {
+    pub index: pg_sys::Relation,
+    pub meta: Meta,
+    pub q: &'a [T],
+    pub visited: IdSet,
+    /// Elements VACUUM marked deleted that this walk went through.
+    pub deleted: IdSet,
+    /// Orders the walk's ties (`Walk::salt`): an insert's own, 0 for a scan.
+    pub salt: u64,
+}
+
+impl<'a, T: SqlScalar> Pages<'a, T> {
+    pub fn new(index: pg_sys::Relation, meta: Meta, q: &'a [T]) -> Self {
+        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default(), salt: 0 }
+    }
+
+    /// Greedy descent from the entry point to `layer`, then a beam of `ef` on each layer from
+    /// `layer` down to `bottom`; returns the beam of every layer searched, top first.
+    pub fn search(&mut self, layer: usize, bottom: usize, ef: usize) -> Vec<Vec<Scored<Id>>> {
+        let entry = self.meta.entry;
+        let Some(d) = self.distance(entry, f32::INFINITY) else { return Vec::new() };
+        self.visited.insert(entry);
+        let mut ep = vec![Scored(d, entry)];
+        let top = self.meta.entry_level as usize;
+        for l in (layer + 1..=top).rev() {
+            self.visited.clear();
+            ep = beam(self, &ep, 1, l);
+        }
+        let mut out = Vec::new();
+        for l in (bottom..=layer.min(top)).rev() {
+            self.visited.clear();
+            ep = beam(self, &ep, ef, l);
+            out.push(ep.clone());
+        }
+        out
+    }
+}
+
+/// Reads an element under a share lock.
+pub unsafe fn with_element<R>(index: pg_sys::Relation, id: Id, f: impl FnOnce(ElementTuple) -> R) -> Option<R> {
+    unsafe {
+        let b = Locked::read(index, block_of(id), false);
+        item(b.page(), offset_of(id)).map(|t| f(ElementTuple(t)))
+    }
+}
+
+/// The vector of element `id` (empty when it is gone).
+pub unsafe fn vector_at<T: SqlScalar>(index: pg_sys::Relation, id: Id, m: usize) -> Vec<T> {
+    unsafe { with_element(index, id, |e| vector_of::<T>(&e, m)) }.unwrap_or_default()
+}
+
+/// The neighbours of `id` on `layer`, with their distances, wherever the lists are.
+pub unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: usize) -> Vec<(Id, f32)> {
+    unsafe {
+        let b = Locked::read(index, block_of(id), false);
+        let Some(t) = item(b.page(), offset_of(id)) else { return Vec::new() };
+        let e = ElementTuple(t);
+        let level = e.level();
+        if layer > level {
+            return Vec::new();
+        }
+        match e.separate() {
+            None => tuple::neighbours(e.inline_lists(m), level, m, layer).collect(),
+            Some(loc) => {
+                drop(b);
+                let b = Locked::read(index, block_of(loc), false);
+                item(b.page(), offset_of(loc)).map_or(Vec::new(), |l| tuple::neighbours(tuple::lists_body(l), level, m, layer).collect())
+            }
+        }
+    }
+}
+
+/// Changes the neighbour list of `id` on `layer` (wherever the lists are) under an exclusive lock,
+/// WAL-logged when `f` says it changed something; false when the element is gone, deleted or
+/// not on that layer. `f` gets the lists and the element's level.
+pub unsafe fn with_list(index: pg_sys::Relation, m: usize, id: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
+    unsafe {
+        let b = Locked::read(index, block_of(id), true);
+        let Some(t) = item(b.page(), offset_of(id)) else { return false };
+        let e = ElementTuple(t);
+        let level = e.level();
+        if layer > level || e.deleted() {
+            return false;
+        }
+        let (b, at) = match e.separate() {
+            None => (b, id),
+            Some(loc) => {
+                drop(b);
+                (Locked::read(index, block_of(loc), true), loc)
+            }
+        };
+        let x = Xlog::start(index);
+        let page = x.register(b.buf, false);
+        let Some(t) = item(page, offset_of(at)) else {
+            x.abort();
+            return false;
+        };
+        let lists = if at == id { tuple::inline_lists_mut(t, m) } else { tuple::lists_body(t) };
+        let changed = f(lists, level);
+        if changed {
+            x.finish()
+        } else {
+            x.abort()
+        }
+        changed
+    }
+}
+
+/// Calls `f` on every live element (not marked deleted), reading each page once.
+pub unsafe fn for_each_live(index: pg_sys::Relation, mut f: impl FnMut(Id, &ElementTuple)) {
+    unsafe {
+        for blk in 1..blocks(index) {
+            let b = Locked::read(index, blk, false);
+            for off in 1..=pg_sys::PageGetMaxOffsetNumber(b.page()) {
+                if let Some(t) = item(b.page(), off).filter(|t| tuple::is_element(t)) {
+                    let e = ElementTuple(t);
+                    if !e.deleted() {
+                        f(tuple::id(blk, off), &e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: SqlScalar> Walk for Pages<'_, T> {
+    type Id = Id;
+    fn salt(&self) -> u64 {
+        self.salt
+    }
+    fn first_visit(&mut self, id: Id) -> bool {
+        self.visited.insert(id)
+    }
+    fn neighbours(&mut self, id: Id, layer: usize, out: &mut Vec<Id>) {
+        out.extend(unsafe { neighbours_of(self.index, self.meta.m as usize, id, layer) }.into_iter().map(|(n, _)| n));
+    }
+    fn prefetch(&mut self, ids: &[Id]) {
+        unsafe { super::page::prefetch(self.index, ids) }
+    }
+    fn distance(&mut self, id: Id, bound: f32) -> Option<f32> {
+        let (m, op, q) = (self.meta.m as usize, self.meta.opclass, self.q);
+        let (d, deleted) = unsafe { with_element(self.index, id, |e| distance_to(op, q, &e, m, bound).map(|d| (d, e.deleted()))) }??;
+        if deleted {
+            self.deleted.insert(id);
+        }
+        Some(d)
+    }
+}
