@@ -23,21 +23,14 @@ pub struct Opclass {
 }
 
 impl Opclass {
-    /// From the codes: metric 0 L2, 1 inner product, 2 cosine; kind 0 f32, 1 f16. None for a
-    /// code no version wrote.
+    /// From the codes: `Metric::code`, and kind 0 f32, 1 f16. None for a code no version wrote.
     pub fn decode(metric: u32, kind: u32) -> Option<Opclass> {
-        let metric = match metric {
-            0 => Metric::L2,
-            1 => Metric::InnerProduct,
-            2 => Metric::Cosine,
-            _ => return None,
-        };
         let kind = match kind {
             0 => Kind::F32,
             1 => Kind::F16,
             _ => return None,
         };
-        Some(Opclass { metric, kind })
+        Some(Opclass { metric: Metric::from_code(metric)?, kind })
     }
 
     /// Support function 1's value: metric | kind << 8.
@@ -46,18 +39,11 @@ impl Opclass {
     }
 
     pub const fn codes(self) -> (u32, u32) {
-        let metric = match self.metric {
-            Metric::L2 => 0,
-            Metric::InnerProduct => 1,
-            Metric::Cosine => 2,
+        let kind = match self.kind {
+            Kind::F32 => 0,
+            Kind::F16 => 1,
         };
-        (
-            metric,
-            match self.kind {
-                Kind::F32 => 0,
-                Kind::F16 => 1,
-            },
-        )
+        (self.metric.code(), kind)
     }
 
     /// The value of the opclass's support function 1.
@@ -66,8 +52,6 @@ impl Opclass {
         metric | kind << 8
     }
 
-    /// The graph's metric: cosine is an inner product between vectors normalised before they
-    /// enter the graph (and the query too).
     /// The operator class of `index`'s column, from its support function.
     pub unsafe fn of_index(index: pg_sys::Relation) -> Opclass {
         let code = unsafe {
@@ -78,6 +62,8 @@ impl Opclass {
             .unwrap_or_else(|| error(ERRCODE_INVALID_OBJECT_DEFINITION, format!("vs_hnsw support function 1 returned {code}, which names no operator class")))
     }
 
+    /// The graph's metric: cosine is an inner product between vectors normalised before they
+    /// enter the graph (and the query too).
     pub fn graph_metric(self) -> Metric {
         if self.metric == Metric::L2 {
             Metric::L2

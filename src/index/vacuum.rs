@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use vs_hnsw::graph::{capacity, reconnect, Mend, Mending, Scored};
 use vs_hnsw::tuple::{self, block_of, ElementTuple, Id};
 
-/// ElementTuple ids on a page, read under a share lock.
+/// Element ids on a page, read under a share lock.
 unsafe fn elements_on(index: pg_sys::Relation, blk: u32) -> Vec<Id> {
     unsafe {
         let b = Locked::read(index, blk, false);
@@ -134,13 +134,13 @@ impl<T: SqlScalar> Mend for Disk<'_, T> {
         let (m, deleted) = (self.meta.m as usize, self.deleted);
         unsafe {
             with_list(self.index, m, id, layer, |lists, level| {
-                let mut out: Vec<(Id, f32)> = list.iter().map(|s| (s.1, s.0)).collect();
-                // Under the lock: keep the edges inserts added since the list was read.
-                for (n, d) in tuple::neighbours(lists, level, m, layer).collect::<Vec<_>>() {
-                    if !read.contains(&n) && !deleted.contains(&n) && !out.iter().any(|o| o.0 == n) {
-                        out.push((n, d));
-                    }
-                }
+                // Under the lock: the edges inserts added since the list was read come first, as
+                // the inserts counted on them (one cut off by the full list would leave its new
+                // element without that way in); the repaired list's last choices give way.
+                let mut out: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer)
+                    .filter(|(n, _)| !read.contains(n) && !deleted.contains(n) && !list.iter().any(|s| s.1 == *n))
+                    .collect();
+                out.extend(list.iter().map(|s| (s.1, s.0)));
                 tuple::set_neighbours(lists, level, m, layer, &out);
                 true
             });
@@ -149,7 +149,7 @@ impl<T: SqlScalar> Mend for Disk<'_, T> {
     fn begin(&mut self) {
         self.vectors.borrow_mut().clear();
     }
-    fn search(&mut self, id: Id, level: usize) -> Vec<Vec<Scored<Id>>> {
+    fn search_own(&mut self, id: Id, level: usize) -> Vec<Vec<Scored<Id>>> {
         self.load(id);
         let v = self.vectors.borrow()[&id].clone();
         if v.is_empty() {
@@ -167,13 +167,19 @@ impl<T: SqlScalar> Mend for Disk<'_, T> {
     }
 }
 
+/// Whether `reconnect_all` runs for an index of `live` elements: the ids and marks it keeps
+/// (about 64 bytes an element) must fit in maintenance_work_mem.
+fn reconnects(live: usize) -> bool {
+    live * 64 <= unsafe { pg_sys::maintenance_work_mem } as usize * 1024
+}
+
 /// Pass 2: repairs every live element's lists; returns the live element on the highest level.
-unsafe fn repair<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, deleted: &IdSet) -> Option<(usize, Id)> {
+unsafe fn repair<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, deleted: &IdSet, reconnects: bool) -> Option<(usize, Id)> {
     unsafe {
         let mut disk = Disk::<T> { index, meta, deleted, vectors: RefCell::new(HashMap::new()) };
         let mut gone: Vec<(Id, usize)> = deleted.iter().filter_map(|&d| with_element(index, d, |e| (d, e.level()))).collect();
         gone.sort_unstable();
-        let mut mending = Mending::new(&disk, gone);
+        let mut mending = Mending::new(&disk, gone, reconnects);
         let mut best: Option<(usize, Id)> = None;
         for blk in 1..blocks(index) {
             pg_sys::vacuum_delay_point();
@@ -194,8 +200,7 @@ unsafe fn repair<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, deleted: &I
 }
 
 /// Pass 2, last: links the live elements a walk from the entry point no longer reaches, on
-/// every layer (`graph::reconnect`), when the ids and marks it keeps (about 64 bytes an element) fit in
-/// maintenance_work_mem.
+/// every layer (`graph::reconnect`).
 unsafe fn reconnect_all<T: SqlScalar>(index: pg_sys::Relation, deleted: &IdSet) {
     unsafe {
         let meta = read_meta(index);
@@ -204,9 +209,6 @@ unsafe fn reconnect_all<T: SqlScalar>(index: pg_sys::Relation, deleted: &IdSet) 
         }
         let mut live = Vec::new();
         for_each_live(index, |id, e| live.push((e.level(), id)));
-        if live.len() * 64 > pg_sys::maintenance_work_mem as usize * 1024 {
-            return;
-        }
         let mut disk = Disk::<T> { index, meta: &meta, deleted, vectors: RefCell::new(HashMap::new()) };
         for layer in 0..=meta.entry_level as usize {
             let on: Vec<Id> = live.iter().filter(|l| l.0 >= layer).map(|l| l.1).collect();
@@ -259,7 +261,9 @@ unsafe fn bulk_delete<T: SqlScalar>(
         pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
         pg_sys::UnlockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
         let meta = read_meta(index);
-        let best = repair::<T>(index, &meta, &deleted);
+        // Decided once: a repair that drops live edges counts on reconnect_all.
+        let reconnect = reconnects((*stats).num_index_tuples as usize);
+        let best = repair::<T>(index, &meta, &deleted, reconnect);
         pg_sys::LockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
         if deleted.contains(&read_meta(index).entry) {
             page::update_meta(index, |mm| {
@@ -267,7 +271,9 @@ unsafe fn bulk_delete<T: SqlScalar>(
             });
         }
         pg_sys::UnlockPage(index, UPDATE_LOCK, pg_sys::ExclusiveLock as i32);
-        reconnect_all::<T>(index, &deleted);
+        if reconnect {
+            reconnect_all::<T>(index, &deleted);
+        }
         let gone: IdSet = deleted.union(&lists).copied().collect();
         free(index, &gone);
     }

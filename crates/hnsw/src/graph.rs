@@ -19,6 +19,25 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The metric as stored (index meta page, shared memory): 0 L2, 1 inner product, 2 cosine.
+    pub const fn code(self) -> u32 {
+        match self {
+            Metric::L2 => 0,
+            Metric::InnerProduct => 1,
+            Metric::Cosine => 2,
+        }
+    }
+
+    /// None for a code no version writes.
+    pub const fn from_code(code: u32) -> Option<Metric> {
+        match code {
+            0 => Some(Metric::L2),
+            1 => Some(Metric::InnerProduct),
+            2 => Some(Metric::Cosine),
+            _ => None,
+        }
+    }
+
     /// `distance`, or any value above `bound` when the distance is above it.
     pub fn distance_bounded(self, a: &[f32], b: &[f32], bound: f32) -> f32 {
         match self {
@@ -462,6 +481,8 @@ pub struct Batch<'a> {
     pub entry: u32,
     pub top: usize,
     pub ef: usize,
+    /// One node inserted on its own (`Graph::insert`).
+    pub serial: bool,
 }
 
 /// The neighbour lists (one per layer) of the batch's node `i`: a beam search of the graph as
@@ -484,11 +505,10 @@ pub fn plan_node<V: View + ?Sized>(v: &V, visited: &mut Visited, b: &Batch, i: u
         } else {
             Vec::new()
         };
-        let searched = found.len();
         found.extend((0..i).filter(|&j| b.levels[j] >= layer).map(|j| Scored(v.dist(&q, b.start + j as u32, f32::INFINITY), b.start + j as u32)));
-        // A beam's own order is kept (a serial insert is a batch of one: the graph it builds is
-        // the one it built before batches shared this code).
-        if found.len() > searched {
+        // A serial insert (a batch of one) keeps the beam's order, as `Graph::insert` did before
+        // it shared this code, and a batch sorts as it did: both build the graphs they built.
+        if !b.serial {
             found.sort();
         }
         v.widen(id, layer, &mut found, b.start);
@@ -545,7 +565,7 @@ pub trait Mend {
     fn begin(&mut self) {}
     /// The live nodes a search for `id`'s own vector finds on layers `level` down to 0 (one
     /// beam of ef_construction each, as an insert's), nearest first; index = layer.
-    fn search(&mut self, id: Self::Id, level: usize) -> Vec<Vec<Scored<Self::Id>>>;
+    fn search_own(&mut self, id: Self::Id, level: usize) -> Vec<Vec<Scored<Self::Id>>>;
 }
 
 /// One repair of the lists after deletes. `node` chooses a new list, by the heuristic, for each
@@ -564,11 +584,16 @@ pub struct Mending<I> {
     gone: BTreeMap<(I, usize), (Vec<I>, Vec<I>)>,
     /// (live node, layer) a deleted node's edge led to → whether a live node's edge leads there.
     led: HashMap<(I, usize), bool>,
+    /// Whether a node's live edges all stay. Needed when no `reconnect` follows: a live edge the
+    /// heuristic drops may have been the only way to the node it led to, which `adopt` does not
+    /// see (it links only what deleted nodes led to).
+    keep_live: bool,
 }
 
 impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
-    /// Starts a repair of the `deleted` nodes (with their levels).
-    pub fn new<M: Mend<Id = I>>(g: &M, deleted: impl IntoIterator<Item = (I, usize)>) -> Self {
+    /// Starts a repair of the `deleted` nodes (with their levels); `reconnects` says whether
+    /// `reconnect` will run after it (see `keep_live`).
+    pub fn new<M: Mend<Id = I>>(g: &M, deleted: impl IntoIterator<Item = (I, usize)>, reconnects: bool) -> Self {
         let (mut gone, mut led) = (BTreeMap::new(), HashMap::new());
         for (d, level) in deleted {
             for layer in 0..=level {
@@ -579,11 +604,10 @@ impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
                 gone.insert((d, layer), (to, Vec::new()));
             }
         }
-        Mending { gone, led }
+        Mending { gone, led, keep_live: !reconnects }
     }
 
     /// Repairs the lists of live node `id` (on `level` and below) that lead to deleted nodes.
-    /// A live edge the heuristic drops may cut off the node it led to: `reconnect` links those.
     pub fn node<M: Mend<Id = I>>(&mut self, g: &mut M, id: I, level: usize) {
         g.begin();
         let mut floor = None;
@@ -603,7 +627,7 @@ impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
                 self.note(&read, layer);
                 continue;
             }
-            let searched = found.get_or_insert_with(|| g.search(id, level));
+            let searched = found.get_or_insert_with(|| g.search_own(id, level));
             pool.extend(searched.get(layer).into_iter().flatten().map(|s| s.1));
             pool.sort_unstable();
             pool.dedup();
@@ -614,8 +638,13 @@ impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
                 s.sort();
                 s
             };
-            pool.extend_from_slice(&kept);
-            let list = select(id.into(), &scored(&pool), g.capacity(layer), floor, |a, b, bound| g.between(a, b, bound));
+            let dist = |a, b, bound| g.between(a, b, bound);
+            let list = if self.keep_live {
+                select_onto(id.into(), scored(&kept), &scored(&pool), g.capacity(layer), floor, dist)
+            } else {
+                pool.extend_from_slice(&kept);
+                select(id.into(), &scored(&pool), g.capacity(layer), floor, dist)
+            };
             let ids: Vec<I> = list.iter().map(|s| s.1).collect();
             self.note(&ids, layer);
             g.write(id, layer, &read, &list);
@@ -634,7 +663,7 @@ impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
     /// more from the nearest live node whose edge led to a deleted node that led to it, in place
     /// of the edge the heuristic values least. Returns how many it linked.
     pub fn adopt<M: Mend<Id = I>>(self, g: &mut M) -> usize {
-        let Mending { gone, mut led } = self;
+        let Mending { gone, mut led, .. } = self;
         let mut linked = 0;
         for ((_, layer), (to, from)) in gone {
             for n in to {
@@ -802,16 +831,16 @@ impl Graph {
     }
 
     /// Removes deleted nodes from every neighbour list, as VACUUM does on the pages (`Mending`):
-    /// a live node that lost neighbours gets new ones by the heuristic among the live nodes the
-    /// lost ones led to, and each of those that no live node links to any more is linked from
-    /// the nearest one that had led to it. A deleted entry point is replaced by the live node on
+    /// a live node that lost neighbours gets a new list by the heuristic over its live ones, the
+    /// live nodes the lost ones led to and what a search for its own vector finds, and each node
+    /// that only deleted ones led to is linked from the nearest one that had led to it. A deleted entry point is replaced by the live node on
     /// the highest layer. Then every node still unreachable is linked again (`reconnect`).
     pub fn repair(&mut self) {
         let deleted: Vec<(u32, usize)> = (0..self.len() as u32)
             .filter(|&i| self.is_deleted(i) && self.neighbours[i as usize].iter().any(|l| !l.is_empty()))
             .map(|i| (i, self.level(i)))
             .collect();
-        let mut mending = Mending::new(&*self, deleted);
+        let mut mending = Mending::new(&*self, deleted, true);
         for id in 0..self.len() as u32 {
             if !self.is_deleted(id) {
                 let level = self.level(id);
@@ -936,7 +965,7 @@ impl Graph {
         };
         // The one insert of the build, shared with batches and the parallel workers: a batch of one.
         let top = self.level(entry);
-        let batch = Batch { start: id, levels: &[level], entry, top, ef: self.params.ef_construction };
+        let batch = Batch { start: id, levels: &[level], entry, top, ef: self.params.ef_construction, serial: true };
         let mut visited = std::mem::take(&mut self.visited);
         let lists = plan_node(&*self, &mut visited, &batch, 0);
         self.visited = visited;
@@ -980,7 +1009,7 @@ impl Graph {
         }
         let entry = self.entry.expect("a graph of 1,000 nodes has an entry");
         let top = self.level(entry);
-        let batch = Batch { start, levels: &levels, entry, top, ef: self.params.ef_construction };
+        let batch = Batch { start, levels: &levels, entry, top, ef: self.params.ef_construction, serial: false };
         let lists = team.plan(self, &batch);
         let mut adds: std::collections::BTreeMap<(u32, usize), Vec<u32>> = std::collections::BTreeMap::new();
         for (i, ls) in lists.into_iter().enumerate() {
@@ -1045,7 +1074,7 @@ impl Mend for Graph {
     fn write(&mut self, id: u32, layer: usize, _read: &[u32], list: &[Scored]) {
         self.neighbours[id as usize][layer] = list.iter().map(|s| s.1).collect();
     }
-    fn search(&mut self, id: u32, level: usize) -> Vec<Vec<Scored>> {
+    fn search_own(&mut self, id: u32, level: usize) -> Vec<Vec<Scored>> {
         let (Some(entry), v) = (self.entry, self.vector(id).into_owned()) else { return Vec::new() };
         let top = self.level(entry);
         let mut ep = vec![Scored(self.dist(&v, entry), entry)];

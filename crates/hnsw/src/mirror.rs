@@ -98,14 +98,6 @@ pub struct Mirror {
 unsafe impl Send for Mirror {}
 unsafe impl Sync for Mirror {}
 
-fn metric_code(m: Metric) -> u32 {
-    match m {
-        Metric::L2 => 0,
-        Metric::InnerProduct => 1,
-        Metric::Cosine => 2,
-    }
-}
-
 impl Mirror {
     /// Lays out an empty mirror at `base`, which must hold `layout.total` bytes, 64-aligned.
     pub unsafe fn init(base: *mut u8, layout: Layout, metric: Metric, m: usize) -> Mirror {
@@ -113,7 +105,7 @@ impl Mirror {
             std::ptr::write_bytes(base, 0, layout.offsets);
             let h = &mut *(base as *mut Header);
             h.dim = layout.dim as u32;
-            h.metric = metric_code(metric);
+            h.metric = metric.code();
             h.m = m as u32;
             h.f16 = (layout.esize == 2) as u32;
             h.cap_nodes = layout.cap_nodes as u32;
@@ -126,11 +118,8 @@ impl Mirror {
     pub unsafe fn attach(base: *mut u8) -> Mirror {
         unsafe {
             let h = &*(base as *const Header);
-            let metric = match h.metric {
-                0 => Metric::L2,
-                1 => Metric::InnerProduct,
-                _ => Metric::Cosine,
-            };
+            // Written by `init` in the leader, from a Metric.
+            let metric = Metric::from_code(h.metric).expect("the leader wrote a metric code");
             let layout = Layout::new(h.dim as usize, h.f16 == 1, h.m as usize, h.cap_nodes as usize, h.batch as usize);
             Mirror { base, layout, metric, m: h.m as usize }
         }
@@ -267,7 +256,8 @@ impl Mirror {
                 PLAN => {
                     let start = h.start.load(SeqCst);
                     let (levels, _) = batch.get_or_insert_with(|| ((0..items).map(|i| self.level(start + i as u32)).collect(), start));
-                    let b = Batch { start, levels, entry: h.entry.load(SeqCst), top: h.top.load(SeqCst) as usize, ef: h.ef.load(SeqCst) as usize };
+                    let b =
+                        Batch { start, levels, entry: h.entry.load(SeqCst), top: h.top.load(SeqCst) as usize, ef: h.ef.load(SeqCst) as usize, serial: false };
                     let lists = plan_node(self, visited, &b, next);
                     for (layer, l) in lists.iter().enumerate() {
                         self.write_list(start + next as u32, layer, l);

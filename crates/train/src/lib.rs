@@ -1,8 +1,8 @@
 //! Trains VGG16 (torchvision layout, optional width multiplier and BatchNorm) on a labelled
-//! catalogue and writes a model `image_embed` loads. Free of pgrx; the CLI is `src/bin/train.rs`.
+//! catalogue and writes a model `image_embed` loads. Free of pgrx; the CLI is `src/main.rs`.
 //!
 //! Training sees exactly the input `image_embed` will: the same decoder and the same Pillow-exact
-//! resize/crop/normalise of `embed::preprocess`, from the manifest being written.
+//! resize/crop/normalise of `vs_embed::preprocess`, from the manifest being written.
 
 pub mod data;
 
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_few_steps_lower_the_loss_and_write_a_model_image_embed_loads() {
-        let fm = Path::new("/usr/share/datasets/fashion-mnist");
+        let fm = Path::new(vs_fashion::DIR);
         let train_set = data::fashion_mnist(fm, "train", Some(320)).expect("dataset-fashion-mnist is installed by setup");
         let out = std::env::temp_dir().join(format!("vs-train-test-{}", std::process::id()));
         let report = train(&config(&out), &train_set, None).unwrap();
@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_trains_the_same_model() {
-        let fm = Path::new("/usr/share/datasets/fashion-mnist");
+        let fm = Path::new(vs_fashion::DIR);
         let train_set = data::fashion_mnist(fm, "train", Some(128)).unwrap();
         let base = std::env::temp_dir().join(format!("vs-train-seed-{}", std::process::id()));
         let mut cfg = config(&base.join("a"));
@@ -342,7 +342,7 @@ mod tests {
     /// afresh: tch does not expose it.)
     #[test]
     fn a_run_resumes_after_its_last_checkpoint() {
-        let fm = Path::new("/usr/share/datasets/fashion-mnist");
+        let fm = Path::new(vs_fashion::DIR);
         let train_set = data::fashion_mnist(fm, "train", Some(256)).unwrap();
         let out = std::env::temp_dir().join(format!("vs-train-resume-{}", std::process::id()));
         let mut cfg = config(&out);
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_folder_of_category_folders_is_a_catalogue() {
-        let fm = data::fashion_mnist(Path::new("/usr/share/datasets/fashion-mnist"), "train", Some(200)).unwrap();
+        let fm = data::fashion_mnist(Path::new(vs_fashion::DIR), "train", Some(200)).unwrap();
         let dir = std::env::temp_dir().join(format!("vs-train-folder-{}", std::process::id()));
         for (i, (img, &label)) in fm.images.iter().zip(&fm.labels).enumerate() {
             let class = dir.join(fm.classes[label as usize].replace('/', "-"));
@@ -385,7 +385,7 @@ mod tests {
 
     #[test]
     fn fine_tuning_starts_from_existing_weights() {
-        let fm = Path::new("/usr/share/datasets/fashion-mnist");
+        let fm = Path::new(vs_fashion::DIR);
         let train_set = data::fashion_mnist(fm, "train", Some(320)).unwrap();
         let out = std::env::temp_dir().join(format!("vs-train-init-{}", std::process::id()));
         let first = train(&config(&out), &train_set, None).unwrap();

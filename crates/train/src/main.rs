@@ -1,6 +1,6 @@
 //! `train`: trains VGG16 on a labelled catalogue and writes a model for image_embed.
 //!
-//!   cargo run --release --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist \
+//!   cargo run --release -p vs_train --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist \
 //!       --name fashion-vgg16 --width 0.25 --batch-norm --size 32 --epochs 8 --seed 1
 //!
 //! Sources: --fashion-mnist DIR (IDX files), --folder DIR (one sub-folder per category), or
