@@ -10,7 +10,7 @@ shared=$(cd .. && pwd)/shared/bench
 data=/tmp/vs_ann/data-npy
 out=bench/results
 mkdir -p "$out"
-python3 -c 'import psycopg' 2>/dev/null || pip install --quiet 'psycopg[binary]'
+python3 -c 'import psycopg, numpy' 2>/dev/null || pip install --quiet 'psycopg[binary]' numpy
 [ -f "$data/gt_ids.npy" ] || python3 "$shared/prep_fashion_mnist.py" --out "$data"
 bash scripts/pgcluster.sh start /tmp/vs_ann >/dev/null
 conn=$(cat /tmp/vs_ann/conninfo)

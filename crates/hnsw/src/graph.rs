@@ -88,6 +88,7 @@ impl<I: Ord> Ord for Scored<I> {
 /// node whose list is pruned): splitmix64's finaliser. Ordering ties by id made every search and
 /// every list prefer the same oldest nodes among exact duplicates, so the newer ones lost all
 /// their incoming edges: of 1,000 identical vectors 967 were unreachable.
+#[inline]
 pub fn tie(salt: u64, id: u64) -> u64 {
     let mut z = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ id;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -99,6 +100,7 @@ pub fn tie(salt: u64, id: u64) -> u64 {
 /// 0 under L2 in every kernel; under inner products (cosine too: the graph sees normalised
 /// vectors' inner products) at the node's distance to itself, give or take the rounding of
 /// kernels that sum in other orders.
+#[inline]
 pub fn copy_floor(self_distance: f32) -> f32 {
     self_distance + self_distance.abs() * 1e-5
 }
@@ -237,6 +239,7 @@ pub fn max_level(m: usize) -> usize {
 
 /// How far a list may run over `max` between prunings in a build: one pruning (~500 distances)
 /// per few edges instead of one per edge.
+#[inline]
 pub fn overrun(max: usize) -> usize {
     max / 4
 }
@@ -293,6 +296,7 @@ impl ListRule {
 }
 
 /// Neighbours a node keeps on `layer`: 2m on layer 0, m above.
+#[inline]
 pub fn capacity(layer: usize, m: usize) -> usize {
     if layer == 0 {
         2 * m

@@ -14,6 +14,8 @@
 //! go into a tuple of their own, found through the location in the header, with an 8-byte
 //! header of which byte 7 is LISTS (so VACUUM tells the two kinds apart on a page).
 
+// The accessors are #[inline]: a scan calls them for every element it reads, from another crate
+// (without it they stopped being inlined when this file left the extension crate).
 use crate::graph::capacity;
 
 pub const HEADER: usize = 16;
@@ -32,21 +34,26 @@ pub const INLINE: u64 = u64::MAX;
 /// An element's place: block number << 16 | line pointer offset.
 pub type Id = u64;
 
+#[inline]
 pub fn id(block: u32, offset: u16) -> Id {
     (block as u64) << 16 | offset as u64
 }
+#[inline]
 pub fn block_of(id: Id) -> u32 {
     (id >> 16) as u32
 }
+#[inline]
 pub fn offset_of(id: Id) -> u16 {
     id as u16
 }
 
 /// Bytes of the neighbour lists of a node on `level`.
+#[inline]
 pub fn lists_size(level: usize, m: usize) -> usize {
     (0..=level).map(|l| 4 + capacity(l, m) * SLOT).sum()
 }
 
+#[inline]
 fn list_at(level: usize, m: usize, layer: usize) -> usize {
     assert!(layer <= level, "layer {layer} above the node's level {level}");
     lists_size(layer, m) - (4 + capacity(layer, m) * SLOT)
@@ -76,10 +83,12 @@ pub fn lists_tuple(lists: &[u8]) -> Vec<u8> {
 }
 
 /// The lists in a lists tuple.
+#[inline]
 pub fn lists_body(t: &mut [u8]) -> &mut [u8] {
     &mut t[LISTS_HEADER..]
 }
 
+#[inline]
 pub fn is_element(t: &[u8]) -> bool {
     t.len() >= HEADER && t[7] & ELEMENT != 0
 }
@@ -88,25 +97,31 @@ pub fn is_element(t: &[u8]) -> bool {
 pub struct ElementTuple<'a>(pub &'a [u8]);
 
 impl<'a> ElementTuple<'a> {
+    #[inline]
     pub fn heap_tid(&self) -> [u8; 6] {
         self.0[..6].try_into().unwrap()
     }
+    #[inline]
     pub fn level(&self) -> usize {
         self.0[6] as usize
     }
+    #[inline]
     pub fn deleted(&self) -> bool {
         self.0[7] & DELETED != 0
     }
+    #[inline]
     pub fn packed(&self) -> bool {
         self.0[7] & PACKED != 0
     }
     /// Where the neighbour lists are, when not inline.
+    #[inline]
     pub fn separate(&self) -> Option<Id> {
         let blk = u32::from_ne_bytes(self.0[8..12].try_into().unwrap());
         let off = u16::from_ne_bytes(self.0[12..14].try_into().unwrap());
         (blk != u32::MAX).then(|| id(blk, off))
     }
     /// The inline neighbour lists (empty when separate).
+    #[inline]
     pub fn inline_lists(&self, m: usize) -> &'a [u8] {
         if self.separate().is_some() {
             &[]
@@ -114,6 +129,7 @@ impl<'a> ElementTuple<'a> {
             &self.0[HEADER..HEADER + lists_size(self.level(), m)]
         }
     }
+    #[inline]
     pub fn vector_bytes(&self, m: usize) -> &'a [u8] {
         let lists = if self.separate().is_some() { 0 } else { lists_size(self.level(), m) };
         &self.0[HEADER + lists..]
@@ -129,12 +145,14 @@ pub fn set_deleted(t: &mut [u8]) {
 }
 
 /// The inline lists of an element tuple, to change in place.
+#[inline]
 pub fn inline_lists_mut(t: &mut [u8], m: usize) -> &mut [u8] {
     let n = lists_size(t[6] as usize, m);
     &mut t[HEADER..HEADER + n]
 }
 
 /// The neighbours of one layer in a lists block: (id, distance).
+#[inline]
 pub fn neighbours(lists: &[u8], level: usize, m: usize, layer: usize) -> impl Iterator<Item = (Id, f32)> + '_ {
     let at = list_at(level, m, layer);
     let count = u16::from_ne_bytes(lists[at..at + 2].try_into().unwrap()) as usize;

@@ -404,6 +404,7 @@ pub fn l2_squared_bounded<T: Distance>(a: &[T], b: &[T], bound: f32) -> f32 {
 }
 
 /// `l2_squared_bounded` (or `dot` when `ip`) between f32 and f16 vectors.
+#[inline]
 pub fn mixed_bounded(a: &[f32], b: &[f16], ip: bool, bound: f32) -> f32 {
     assert_eq!(a.len(), b.len(), "kernel called on vectors of different lengths");
     #[cfg(target_arch = "x86_64")]
@@ -429,6 +430,7 @@ pub fn mixed_bounded(a: &[f32], b: &[f16], ip: bool, bound: f32) -> f32 {
 }
 
 /// `l2_squared_bounded` (or `dot` when `ip`) between two f16 vectors: the graph's own pairs.
+#[inline]
 pub fn f16_bounded(a: &[f16], b: &[f16], ip: bool, bound: f32) -> f32 {
     assert_eq!(a.len(), b.len(), "kernel called on vectors of different lengths");
     #[cfg(target_arch = "x86_64")]
