@@ -62,7 +62,7 @@ unsafe fn add_edge<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, from: Id,
             let dist = |a: Id, b: Id, bound: f32| pair_distance(meta.opclass, &vectors, a, b, bound);
             let score = |x: Id| if x == to { d } else { seen.iter().find(|s| s.0 == x).map_or(f32::INFINITY, |s| s.1) };
             let ids: Vec<Id> = seen.iter().map(|s| s.0).collect();
-            let kept: Vec<(Id, f32)> = rule.add(from, &ids, &[to], floor, score, dist).into_iter().map(|x| (x, score(x))).collect();
+            let kept: Vec<(Id, f32)> = rule.add(from, &ids, &[to], || floor, score, dist).into_iter().map(|x| (x, score(x))).collect();
             let keeps_new = kept.iter().any(|k| k.0 == to);
             let written = with_list(index, m, from, layer, |lists, level| {
                 let now: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer).collect();

@@ -280,7 +280,7 @@ impl ListRule {
         owner: I,
         list: &[I],
         new: &[I],
-        floor: f32,
+        floor: impl FnOnce() -> f32,
         score: impl Fn(I) -> f32,
         dist: impl Fn(I, I, f32) -> f32,
     ) -> Vec<I> {
@@ -291,7 +291,7 @@ impl ListRule {
         }
         let mut scored: Vec<Scored<I>> = out.iter().map(|&x| Scored(score(x), x)).collect();
         scored.sort();
-        select(owner.into(), &scored, self.cut, floor, dist).into_iter().map(|s| s.1).collect()
+        select(owner.into(), &scored, self.cut, floor(), dist).into_iter().map(|s| s.1).collect()
     }
 }
 
@@ -526,7 +526,8 @@ pub fn merge_list<V: View + ?Sized>(v: &V, nb: u32, layer: usize, new: &[u32]) -
     let mut list = Vec::new();
     v.neighbours_into(nb, layer, &mut list);
     let between = |a, b, bound| v.between(a, b, bound);
-    ListRule::memory(layer, v.m()).add(nb, &list, new, v.floor(nb), |x| v.between(nb, x, f32::INFINITY), between)
+    // The floor (a distance) only when the list is pruned: most added edges fit.
+    ListRule::memory(layer, v.m()).add(nb, &list, new, || v.floor(nb), |x| v.between(nb, x, f32::INFINITY), between)
 }
 
 /// Who does a batch's two parallel steps: threads of this process (`Threads`), or PostgreSQL's
