@@ -5,7 +5,7 @@ use super::build::{PHASE_LOAD, PHASE_WRITE};
 use super::opclass::{Kind, Opclass};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use vs_hnsw::graph::Metric;
+use vs_hnsw::metric::Metric;
 
 #[pg_guard]
 unsafe extern "C-unwind" fn amcostestimate(

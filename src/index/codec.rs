@@ -9,8 +9,8 @@ use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
-use vs_hnsw::graph::copy_floor;
-use vs_hnsw::tuple::{ElementTuple, Id};
+use vs_hnsw::select::copy_floor;
+use vs_hnsw::tuple::ElementTuple;
 use vs_vector::kernels;
 
 pub const MAX_DIM_F32: usize = 2000;
@@ -98,16 +98,6 @@ pub fn vector_of<T: SqlScalar>(e: &ElementTuple, m: usize) -> Vec<T> {
     let mut wide = vec![0f32; h.len()];
     h.convert_to_f32_slice(&mut wide);
     wide.into_iter().map(T::from_f32).collect()
-}
-
-/// Distance between two vectors fetched by id, possibly stopping early above `bound`.
-pub fn pair_distance<T: SqlScalar>(op: Opclass, vectors: &std::collections::HashMap<Id, Vec<T>>, a: Id, b: Id, bound: f32) -> f32 {
-    let (va, vb) = (&vectors[&a], &vectors[&b]);
-    if va.len() == vb.len() {
-        distance(op, va, vb, bound)
-    } else {
-        f32::INFINITY
-    }
 }
 
 /// Distance from `q` to an element as the graph orders them (see `distance`), possibly

@@ -4,7 +4,7 @@
 use crate::glue::error::error;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode::*;
-use vs_hnsw::graph::Metric;
+use vs_hnsw::metric::Metric;
 
 /// The element type of the indexed column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

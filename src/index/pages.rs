@@ -1,14 +1,18 @@
 //! The graph on index pages: elements and their neighbour lists read and changed in shared
-//! buffers, one locked page at a time, so that scans, inserts and VACUUM run beside each other;
-//! `Pages` is the walk `graph::beam` takes over them.
+//! buffers, one locked page at a time, so that scans, inserts and VACUUM run beside each other.
+//! `Pages` is the walk `beam` takes over them for one query; `PageStore` is the `Store` that
+//! INSERT and VACUUM change them through, with the build graph's own algorithm.
 
-use super::codec::{distance_to, vector_of};
+use super::codec::{distance, distance_to, vector_of};
 use super::page::{blocks, item, Locked, Meta, Xlog};
 use crate::types::datum::SqlScalar;
 use pgrx::pg_sys;
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use vs_hnsw::graph::{beam, Scored, Walk};
+use vs_hnsw::beam::{beam, Scored, Walk};
+use vs_hnsw::select::ListRule;
+use vs_hnsw::store::{Store, StoreMut, Wrote};
 use vs_hnsw::tuple::{self, block_of, offset_of, ElementTuple, Id};
 
 /// Ids are already well spread in their low bits; a multiply mixes the block number in.
@@ -74,12 +78,12 @@ pub unsafe fn with_element<R>(index: pg_sys::Relation, id: Id, f: impl FnOnce(El
 }
 
 /// The vector of element `id` (empty when it is gone).
-pub unsafe fn vector_at<T: SqlScalar>(index: pg_sys::Relation, id: Id, m: usize) -> Vec<T> {
+unsafe fn vector_at<T: SqlScalar>(index: pg_sys::Relation, id: Id, m: usize) -> Vec<T> {
     unsafe { with_element(index, id, |e| vector_of::<T>(&e, m)) }.unwrap_or_default()
 }
 
 /// The neighbours of `id` on `layer`, with their distances, wherever the lists are.
-pub unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: usize) -> Vec<(Id, f32)> {
+unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: usize) -> Vec<(Id, f32)> {
     unsafe {
         let b = Locked::read(index, block_of(id), false);
         let Some(t) = item(b.page(), offset_of(id)) else { return Vec::new() };
@@ -102,7 +106,7 @@ pub unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: us
 /// Changes the neighbour list of `id` on `layer` (wherever the lists are) under an exclusive lock,
 /// WAL-logged when `f` says it changed something; false when the element is gone, deleted or
 /// not on that layer. `f` gets the lists and the element's level.
-pub unsafe fn with_list(index: pg_sys::Relation, m: usize, id: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
+unsafe fn with_list(index: pg_sys::Relation, m: usize, id: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
     unsafe {
         let b = Locked::read(index, block_of(id), true);
         let Some(t) = item(b.page(), offset_of(id)) else { return false };
@@ -173,5 +177,118 @@ impl<T: SqlScalar> Walk for Pages<'_, T> {
             self.deleted.insert(id);
         }
         Some(d)
+    }
+}
+
+/// The index pages as the graph algorithm's `Store`: lists read and written one locked page at a
+/// time, vectors read as needed and kept until the next `begin`.
+pub struct PageStore<'a, T> {
+    index: pg_sys::Relation,
+    meta: &'a Meta,
+    /// VACUUM's marks (every element with the deleted flag); None: read the flag on the page.
+    deleted: Option<&'a IdSet>,
+    vectors: RefCell<HashMap<Id, Vec<T>>>,
+}
+
+impl<'a, T: SqlScalar> PageStore<'a, T> {
+    pub fn new(index: pg_sys::Relation, meta: &'a Meta, deleted: Option<&'a IdSet>) -> Self {
+        PageStore { index, meta, deleted, vectors: RefCell::new(HashMap::new()) }
+    }
+
+    /// The vector of element `id` (empty when it is gone).
+    pub fn vector(&self, id: Id) -> Vec<T> {
+        self.load(id);
+        self.vectors.borrow()[&id].clone()
+    }
+
+    fn load(&self, id: Id) {
+        if !self.vectors.borrow().contains_key(&id) {
+            let v = unsafe { vector_at::<T>(self.index, id, self.meta.m as usize) };
+            self.vectors.borrow_mut().insert(id, v);
+        }
+    }
+}
+
+impl<T: SqlScalar> Store for PageStore<'_, T> {
+    type Id = Id;
+    fn m(&self) -> usize {
+        self.meta.m as usize
+    }
+    fn rule(&self, layer: usize) -> ListRule {
+        ListRule::page(layer, self.meta.m as usize)
+    }
+    fn is_deleted(&self, id: Id) -> bool {
+        match self.deleted {
+            Some(set) => set.contains(&id),
+            None => unsafe { with_element(self.index, id, |e| e.deleted()) }.unwrap_or(true),
+        }
+    }
+    fn list(&self, id: Id, layer: usize) -> Vec<Id> {
+        self.scored(id, layer).into_iter().map(|s| s.1).collect()
+    }
+    fn scored(&self, id: Id, layer: usize) -> Vec<Scored<Id>> {
+        unsafe {
+            // Every step of an insert's linking, of VACUUM's repair and of reconnect's walks over
+            // the whole index reads a list first, with no page locked: the place to see a cancel
+            // (and, in VACUUM, its cost delay).
+            pg_sys::vacuum_delay_point();
+            neighbours_of(self.index, self.meta.m as usize, id, layer)
+        }
+        .into_iter()
+        .map(|(n, d)| Scored(d, n))
+        .collect()
+    }
+    fn between(&self, a: Id, b: Id, bound: f32) -> f32 {
+        self.load(a);
+        self.load(b);
+        let vs = self.vectors.borrow();
+        let (va, vb) = (&vs[&a], &vs[&b]);
+        // A vector that is gone (freed by an earlier VACUUM) is read as empty.
+        if va.is_empty() || va.len() != vb.len() {
+            f32::INFINITY
+        } else {
+            distance(self.meta.opclass, va, vb, bound)
+        }
+    }
+}
+
+impl<T: SqlScalar> StoreMut for PageStore<'_, T> {
+    fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Scored<Id>]) -> Wrote {
+        let (m, marked) = (self.meta.m as usize, self.deleted);
+        let mut wrote = Wrote::Gone;
+        unsafe {
+            with_list(self.index, m, id, layer, |lists, level| {
+                // Under the lock: edges other inserts added since the list was read come first,
+                // as those inserts counted on them (one cut off by a full list would leave its
+                // new element without that way in); the given list's last choices give way. No
+                // other page may be read here (this one is locked): only VACUUM's marks are seen.
+                let mut out: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer)
+                    .filter(|(n, _)| !read.contains(n) && !list.iter().any(|s| s.1 == *n) && !marked.is_some_and(|d| d.contains(n)))
+                    .collect();
+                wrote = if out.is_empty() { Wrote::Replaced } else { Wrote::Merged };
+                out.extend(list.iter().map(|s| (s.1, s.0)));
+                tuple::set_neighbours(lists, level, m, layer, &out);
+                true
+            });
+        }
+        wrote
+    }
+    fn begin(&mut self) {
+        self.vectors.borrow_mut().clear();
+    }
+    fn search_own(&mut self, id: Id, level: usize) -> Vec<Vec<Scored<Id>>> {
+        let v = self.vector(id);
+        if v.is_empty() {
+            return Vec::new();
+        }
+        let mut w = Pages::new(self.index, *self.meta, &v);
+        w.salt = id;
+        let layers = w.search(level, 0, self.meta.ef_construction as usize);
+        let top = level.min(self.meta.entry_level as usize);
+        let mut out = vec![Vec::new(); level + 1];
+        for (i, found) in layers.into_iter().enumerate() {
+            out[top - i] = found.into_iter().filter(|s| s.1 != id && !w.deleted.contains(&s.1) && !self.is_deleted(s.1)).collect();
+        }
+        out
     }
 }

@@ -7,7 +7,8 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use vs_hnsw::graph::{Batch, Graph, Team, Threads, Visited};
+use vs_hnsw::beam::Visited;
+use vs_hnsw::graph::{Batch, Graph, Team, Threads};
 use vs_hnsw::mirror::{self, Layout, Mirror, DONE};
 
 const KEY_CV: u64 = 0x7653_0001;

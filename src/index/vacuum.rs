@@ -1,24 +1,21 @@
-//! VACUUM, in three passes over the pages, as `graph::Graph::repair` does in memory:
+//! VACUUM, in three passes over the pages:
 //! 1. mark the elements of dead heap rows deleted (scans skip them, inserts never link to them);
 //! 2. after waiting out inserts that began before the marks, give every live element that lost
 //!    neighbours a new list from its live ones, the lost ones' neighbours and a search for its
-//!    own vector, and link each element that no live one leads to any more (`graph::Mending`,
-//!    the repair `Graph::repair` does in memory), then every element a walk from the entry
-//!    point does not reach (`graph::reconnect`);
+//!    own vector, and link each element that no live one leads to any more (`repair::Mending`
+//!    over a `PageStore`, the repair vs_hnsw's tests measure in memory), then every element a
+//!    walk from the entry point does not reach (`repair::reconnect`);
 //! 3. free the deleted elements' space for new inserts (free space map), so churn does not grow
 //!    the index.
 
-use super::codec::{distance, vector_of};
 use super::opclass::Kind;
 use super::page::{self, blocks, item, read_meta, Locked, Meta, Xlog, NO_ENTRY, UPDATE_LOCK};
-use super::pages::{for_each_live, neighbours_of, with_element, with_list, IdSet, Pages};
+use super::pages::{for_each_live, with_element, IdSet, PageStore};
 use crate::types::datum::SqlScalar;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::RefCell;
-use std::collections::HashMap;
-use vs_hnsw::graph::{capacity, reconnect, Mend, Mending, Scored};
+use vs_hnsw::repair::{reconnect, Mending};
 use vs_hnsw::tuple::{self, block_of, ElementTuple, Id};
 
 /// Element ids on a page, read under a share lock.
@@ -81,92 +78,6 @@ unsafe fn mark(
     (deleted, lists)
 }
 
-/// The index pages as `graph::Mend` sees them during pass 2.
-struct Disk<'a, T> {
-    index: pg_sys::Relation,
-    meta: &'a Meta,
-    deleted: &'a IdSet,
-    /// The vectors read for the element being repaired.
-    vectors: RefCell<HashMap<Id, Vec<T>>>,
-}
-
-impl<T: SqlScalar> Disk<'_, T> {
-    fn load(&self, id: Id) {
-        if !self.vectors.borrow().contains_key(&id) {
-            let v = unsafe { with_element(self.index, id, |e| vector_of::<T>(&e, self.meta.m as usize)) }.unwrap_or_default();
-            self.vectors.borrow_mut().insert(id, v);
-        }
-    }
-}
-
-impl<T: SqlScalar> Mend for Disk<'_, T> {
-    type Id = Id;
-    fn capacity(&self, layer: usize) -> usize {
-        capacity(layer, self.meta.m as usize)
-    }
-    fn is_deleted(&self, id: Id) -> bool {
-        self.deleted.contains(&id)
-    }
-    fn list(&self, id: Id, layer: usize) -> Vec<Id> {
-        unsafe {
-            // Every step of the repair and of reconnect's walks over the whole index reads a list
-            // first, with no page locked: the place to see a cancel (and VACUUM's cost delay).
-            pg_sys::vacuum_delay_point();
-            neighbours_of(self.index, self.meta.m as usize, id, layer)
-        }
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect()
-    }
-    fn between(&self, a: Id, b: Id, bound: f32) -> f32 {
-        self.load(a);
-        self.load(b);
-        let vs = self.vectors.borrow();
-        let (va, vb) = (&vs[&a], &vs[&b]);
-        // A vector that is gone (freed by an earlier VACUUM) is read as empty.
-        if va.is_empty() || va.len() != vb.len() {
-            f32::INFINITY
-        } else {
-            distance(self.meta.opclass, va, vb, bound)
-        }
-    }
-    fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Scored<Id>]) {
-        let (m, deleted) = (self.meta.m as usize, self.deleted);
-        unsafe {
-            with_list(self.index, m, id, layer, |lists, level| {
-                // Under the lock: the edges inserts added since the list was read come first, as
-                // the inserts counted on them (one cut off by the full list would leave its new
-                // element without that way in); the repaired list's last choices give way.
-                let mut out: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer)
-                    .filter(|(n, _)| !read.contains(n) && !deleted.contains(n) && !list.iter().any(|s| s.1 == *n))
-                    .collect();
-                out.extend(list.iter().map(|s| (s.1, s.0)));
-                tuple::set_neighbours(lists, level, m, layer, &out);
-                true
-            });
-        }
-    }
-    fn begin(&mut self) {
-        self.vectors.borrow_mut().clear();
-    }
-    fn search_own(&mut self, id: Id, level: usize) -> Vec<Vec<Scored<Id>>> {
-        self.load(id);
-        let v = self.vectors.borrow()[&id].clone();
-        if v.is_empty() {
-            return Vec::new();
-        }
-        let mut w = Pages::new(self.index, *self.meta, &v);
-        w.salt = id;
-        let layers = w.search(level, 0, self.meta.ef_construction as usize);
-        let top = level.min(self.meta.entry_level as usize);
-        let mut out = vec![Vec::new(); level + 1];
-        for (i, found) in layers.into_iter().enumerate() {
-            out[top - i] = found.into_iter().filter(|s| s.1 != id && !w.deleted.contains(&s.1) && !self.deleted.contains(&s.1)).collect();
-        }
-        out
-    }
-}
-
 /// Whether `reconnect_all` runs for an index of `live` elements: the ids and marks it keeps
 /// (about 64 bytes an element) must fit in maintenance_work_mem.
 fn reconnects(live: usize) -> bool {
@@ -176,7 +87,7 @@ fn reconnects(live: usize) -> bool {
 /// Pass 2: repairs every live element's lists; returns the live element on the highest level.
 unsafe fn repair<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, deleted: &IdSet, reconnects: bool) -> Option<(usize, Id)> {
     unsafe {
-        let mut disk = Disk::<T> { index, meta, deleted, vectors: RefCell::new(HashMap::new()) };
+        let mut disk = PageStore::<T>::new(index, meta, Some(deleted));
         let mut gone: Vec<(Id, usize)> = deleted.iter().filter_map(|&d| with_element(index, d, |e| (d, e.level()))).collect();
         gone.sort_unstable();
         let mut mending = Mending::new(&disk, gone, reconnects);
@@ -200,7 +111,7 @@ unsafe fn repair<T: SqlScalar>(index: pg_sys::Relation, meta: &Meta, deleted: &I
 }
 
 /// Pass 2, last: links the live elements a walk from the entry point no longer reaches, on
-/// every layer (`graph::reconnect`).
+/// every layer (`repair::reconnect`).
 unsafe fn reconnect_all<T: SqlScalar>(index: pg_sys::Relation, deleted: &IdSet) {
     unsafe {
         let meta = read_meta(index);
@@ -209,7 +120,7 @@ unsafe fn reconnect_all<T: SqlScalar>(index: pg_sys::Relation, deleted: &IdSet) 
         }
         let mut live = Vec::new();
         for_each_live(index, |id, e| live.push((e.level(), id)));
-        let mut disk = Disk::<T> { index, meta: &meta, deleted, vectors: RefCell::new(HashMap::new()) };
+        let mut disk = PageStore::<T>::new(index, &meta, Some(deleted));
         for layer in 0..=meta.entry_level as usize {
             let on: Vec<Id> = live.iter().filter(|l| l.0 >= layer).map(|l| l.1).collect();
             reconnect(&mut disk, meta.entry, layer, &on);

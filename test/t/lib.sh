@@ -74,12 +74,14 @@ ALTER TABLE fm RESET (parallel_workers);
 SQL
 }
 
-# Recall@10 of fm's index at ef_search 40 against exact results, over the 100 test queries.
+# Recall@10 of the index on table $1 (fm) at ef_search 40 against exact results, over the
+# 100 test queries.
 recall_at_10() {
+  local t=${1:-fm}
   q -c "SET enable_seqscan = off" -c "
     SELECT round(avg(hits) / 10, 3) FROM (
-      SELECT (SELECT count(*) FROM (SELECT id FROM fm ORDER BY v <-> t.v LIMIT 10) a
-              WHERE a.id IN (SELECT id FROM fm ORDER BY (v <-> t.v) + 0 LIMIT 10)) AS hits
+      SELECT (SELECT count(*) FROM (SELECT id FROM $t ORDER BY v <-> t.v LIMIT 10) a
+              WHERE a.id IN (SELECT id FROM $t ORDER BY (v <-> t.v) + 0 LIMIT 10)) AS hits
       FROM fm_test t) s"
 }
 
@@ -105,8 +107,10 @@ compare_fresh() { # table, what
   # (ids: the never-deleted rows first, as they are in the churned index).
   q -c "CREATE TABLE $1_fresh AS SELECT * FROM $1" -c "CREATE INDEX $1_fresh_v ON $1_fresh USING vs_hnsw (v embedding_l2_ops)" \
     -c "CREATE TABLE $1_aged AS SELECT * FROM $1 ORDER BY id" -c "CREATE INDEX $1_aged_v ON $1_aged USING vs_hnsw (v embedding_l2_ops)"
-  local lost fresh_lost miss fresh_miss old aged_old
+  local lost fresh_lost miss fresh_miss old aged_old recall fresh_recall
   lost=$(q -c "SELECT visual_search.vs_hnsw_unreachable('$1_v')")
+  recall=$(recall_at_10 "$1")
+  fresh_recall=$(recall_at_10 "$1_fresh")
   fresh_lost=$(q -c "SELECT visual_search.vs_hnsw_unreachable('$1_fresh_v')")
   miss=$(misses "$1")
   fresh_miss=$(misses "$1_fresh")
@@ -114,6 +118,8 @@ compare_fresh() { # table, what
   aged_old=$(misses "$1_aged" "c.id < 100000")
   echo "index_test: after $2: $lost of $(q -c "SELECT count(*) FROM $1") unreachable, $miss own-vector misses ($old of the never-deleted rows)"
   echo "index_test: a fresh build: $fresh_lost unreachable, $fresh_miss misses; in the rows' order of arrival: $aged_old of the never-deleted rows"
+  echo "index_test: recall@10 at ef_search 40 after $2: $recall, after a fresh build: $fresh_recall"
+  check "$2: recall@10 within 0.02 of a fresh build's" t "$(q -c "SELECT $recall >= $fresh_recall - 0.02")"
   check "$2: unreachable within 2x a fresh build's" t "$(q -c "SELECT $lost <= 2 * greatest($fresh_lost, 1)")"
   # Measured in two runs: 29 and 26 misses of 10,000 against 48 and 52 (serial), 42 and 47
   # against 57 and 69 (concurrent); the counts are

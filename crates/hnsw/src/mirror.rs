@@ -5,7 +5,11 @@
 //! claiming items one at a time, and write their results into it. Free of pgrx: the processes,
 //! the segment and the sleeping are `index::parallel`'s.
 
-use crate::graph::{capacity, max_level, merge_list, overrun, plan_node, Batch, Graph, Metric, StoreRef, View, Visited};
+use crate::beam::Visited;
+use crate::graph::{merge_list, plan_node, Batch, Graph, StoreRef, View};
+use crate::metric::Metric;
+use crate::select::{capacity, max_level, overrun, ListRule};
+use crate::store::Store;
 use half::f16;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
@@ -295,15 +299,31 @@ impl Mirror {
     }
 }
 
+/// Read only: the leader writes it (`sync`), the workers plan and merge from it.
+impl Store for Mirror {
+    type Id = u32;
+    fn m(&self) -> usize {
+        self.m
+    }
+    fn rule(&self, layer: usize) -> ListRule {
+        ListRule::memory(layer, self.m)
+    }
+    fn list(&self, id: u32, layer: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.neighbours_into(id, layer, &mut out);
+        out
+    }
+    fn between(&self, a: u32, b: u32, bound: f32) -> f32 {
+        self.store().between(self.layout.dim, self.metric, a, b, bound)
+    }
+}
+
 impl View for Mirror {
     fn dim(&self) -> usize {
         self.layout.dim
     }
     fn metric(&self) -> Metric {
         self.metric
-    }
-    fn m(&self) -> usize {
-        self.m
     }
     fn size(&self) -> usize {
         self.header().len.load(SeqCst) as usize

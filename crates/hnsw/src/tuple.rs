@@ -16,7 +16,7 @@
 
 // The accessors are #[inline]: a scan calls them for every element it reads, from another crate
 // (without it they stopped being inlined when this file left the extension crate).
-use crate::graph::capacity;
+use crate::select::capacity;
 
 pub const HEADER: usize = 16;
 pub const LISTS_HEADER: usize = 8;
