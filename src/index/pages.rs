@@ -226,6 +226,9 @@ impl<T: SqlScalar> Store for PageStore<'_, T> {
     fn list(&self, id: Id, layer: usize) -> Vec<Id> {
         self.scored(id, layer).into_iter().map(|s| s.1).collect()
     }
+    fn stored(&self, id: Id, layer: usize) -> Option<Vec<Scored<Id>>> {
+        Some(self.scored(id, layer))
+    }
     fn scored(&self, id: Id, layer: usize) -> Vec<Scored<Id>> {
         unsafe {
             // Every step of an insert's linking, of VACUUM's repair and of reconnect's walks over
@@ -253,7 +256,7 @@ impl<T: SqlScalar> Store for PageStore<'_, T> {
 }
 
 impl<T: SqlScalar> StoreMut for PageStore<'_, T> {
-    fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Scored<Id>]) -> Wrote {
+    fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Id], dist: &dyn Fn(Id) -> f32) -> Wrote {
         let (m, marked) = (self.meta.m as usize, self.deleted);
         let mut wrote = Wrote::Gone;
         unsafe {
@@ -263,10 +266,10 @@ impl<T: SqlScalar> StoreMut for PageStore<'_, T> {
                 // new element without that way in); the given list's last choices give way. No
                 // other page may be read here (this one is locked): only VACUUM's marks are seen.
                 let mut out: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer)
-                    .filter(|(n, _)| !read.contains(n) && !list.iter().any(|s| s.1 == *n) && !marked.is_some_and(|d| d.contains(n)))
+                    .filter(|(n, _)| !read.contains(n) && !list.contains(n) && !marked.is_some_and(|d| d.contains(n)))
                     .collect();
                 wrote = if out.is_empty() { Wrote::Replaced } else { Wrote::Merged };
-                out.extend(list.iter().map(|s| (s.1, s.0)));
+                out.extend(list.iter().map(|&n| (n, dist(n))));
                 tuple::set_neighbours(lists, level, m, layer, &out);
                 true
             });

@@ -442,8 +442,8 @@ impl Store for Graph {
 }
 
 impl StoreMut for Graph {
-    fn write(&mut self, id: u32, layer: usize, _read: &[u32], list: &[Scored]) -> Wrote {
-        self.neighbours[id as usize][layer] = list.iter().map(|s| s.1).collect();
+    fn write(&mut self, id: u32, layer: usize, _read: &[u32], list: &[u32], _dist: &dyn Fn(u32) -> f32) -> Wrote {
+        self.neighbours[id as usize][layer] = list.to_vec();
         Wrote::Replaced
     }
     fn search_own(&mut self, id: u32, level: usize) -> Vec<Vec<Scored>> {

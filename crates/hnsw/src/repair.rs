@@ -85,7 +85,7 @@ impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
             };
             let ids: Vec<I> = list.iter().map(|s| s.1).collect();
             self.note(&ids, layer);
-            g.write(id, layer, &read, &list);
+            put(g, id, layer, &read, &list);
         }
     }
 
@@ -116,7 +116,7 @@ impl<I: Copy + Ord + Into<u64> + std::hash::Hash> Mending<I> {
                 others.sort();
                 let floor = copy_floor(g.between(e, e, f32::INFINITY));
                 let list = select_onto(e.into(), vec![Scored(d, n)], &others, g.capacity(layer), floor, |a, b, bound| g.between(a, b, bound));
-                g.write(e, layer, &read, &list);
+                put(g, e, layer, &read, &list);
                 led.insert((n, layer), true);
                 linked += 1;
             }
@@ -162,7 +162,7 @@ pub fn reconnect<M: StoreMut>(g: &mut M, entry: M::Id, layer: usize, live: &[M::
                 }
             }
             let Some((r, read, list, dropped)) = best else { continue };
-            g.write(r, layer, &read, &list);
+            put(g, r, layer, &read, &list);
             for x in dropped {
                 into.entry(x).and_modify(|n| *n -= 1);
             }
@@ -193,4 +193,10 @@ fn reach<M: Store>(g: &M, from: M::Id, layer: usize, reached: &mut HashSet<M::Id
             }
         }
     }
+}
+
+/// Writes a chosen list with its distances.
+fn put<M: StoreMut>(g: &mut M, id: M::Id, layer: usize, read: &[M::Id], list: &[Scored<M::Id>]) {
+    let ids: Vec<M::Id> = list.iter().map(|s| s.1).collect();
+    g.write(id, layer, read, &ids, &|x| list.iter().find(|s| s.1 == x).map_or(f32::INFINITY, |s| s.0));
 }

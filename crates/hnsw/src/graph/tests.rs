@@ -102,8 +102,8 @@ impl Store for Churned {
 }
 
 impl StoreMut for Churned {
-    fn write(&mut self, id: u32, layer: usize, read: &[u32], list: &[Scored]) -> Wrote {
-        self.g.write(id, layer, read, list)
+    fn write(&mut self, id: u32, layer: usize, read: &[u32], list: &[u32], dist: &dyn Fn(u32) -> f32) -> Wrote {
+        self.g.write(id, layer, read, list, dist)
     }
     fn search_own(&mut self, id: u32, level: usize) -> Vec<Vec<Scored>> {
         let mut found = self.g.search_own(id, level);
