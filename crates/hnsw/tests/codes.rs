@@ -3,7 +3,7 @@
 //! place of the vectors, its best candidates by estimate reranked with the exact distances.
 
 use std::collections::HashSet;
-use vs_hnsw::beam::{beam, Scored, Visited, Walk};
+use vs_hnsw::beam::{beam, Scored, Walk};
 use vs_hnsw::graph::{Graph, Params, Threads};
 use vs_hnsw::metric::Metric;
 use vs_rabitq::code::{Code, Quantizer};
