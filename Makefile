@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-ann bench-kernels bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -69,6 +69,9 @@ bench-ann: install
 
 bench-kernels: setup
 	cargo bench -p vs_vector --bench kernels
+
+bench-rabitq: setup
+	cargo bench -p vs_rabitq --bench estimate
 
 # Retrieval quality of a model through SQL (precision@10 per category on Fashion-MNIST).
 MODEL ?= fashion-vgg16

@@ -27,14 +27,14 @@ impl Walk for OnCodes<'_> {
         out.extend_from_slice(self.g.neighbours(id, layer));
     }
     fn distance(&mut self, id: u32, _bound: f32) -> Option<f32> {
-        Some(self.q.l2_squared(&self.codes[id as usize]).distance)
+        Some(self.q.l2_squared(self.codes[id as usize].as_ref()).distance)
     }
 }
 
 fn search(g: &Graph, codes: &[Code], q: &Query, ef: usize) -> Vec<Scored> {
     let entry = g.entry().unwrap();
     let mut visited = HashSet::new();
-    let mut ep = vec![Scored(q.l2_squared(&codes[entry as usize]).distance, entry)];
+    let mut ep = vec![Scored(q.l2_squared(codes[entry as usize].as_ref()).distance, entry)];
     for layer in (1..=g.level(entry)).rev() {
         visited.clear();
         ep = beam(&mut OnCodes { g, codes, q, visited: &mut visited }, &ep, 1, layer);

@@ -3,19 +3,52 @@
 
 use crate::rotation::Rotation;
 
-/// One vector's code: with P = `Rotation::padded`, P bits and three factors (P / 8 + 12 bytes:
-/// 4,108 for a 25,088-d vector of 100,352 bytes, 140 for a 784-d one of 3,136).
+/// One vector's code, as it is stored: with P = `Rotation::padded`, three f32 factors then P
+/// bits (12 + P / 8 bytes: 4,108 for a 25,088-d vector of 100,352 bytes, 140 for a 784-d one of
+/// 3,136). The factors: ‖x − c‖; ⟨x̄, o⟩ for o the unit residual and x̄ the bits as ±1/√P, how
+/// well the bits describe o (about √(2/π) ≈ 0.8 in high dimensions; the estimator divides by
+/// it); ⟨x − c, c⟩, for inner products. Bit i set: the rotated residual's coordinate i is ≥ 0.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Code {
-    /// Bit i set: the rotated residual's coordinate i is ≥ 0.
-    pub bits: Vec<u64>,
-    /// ‖x − c‖.
-    pub norm: f32,
-    /// ⟨x̄, o⟩ for o the unit residual and x̄ the bits as ±1/√P: how well the bits describe o
-    /// (about √(2/π) ≈ 0.8 in high dimensions); the estimator divides by it.
-    pub dot: f32,
-    /// ⟨x − c, c⟩, for inner-product distances.
-    pub centroid_dot: f32,
+pub struct Code(pub Vec<u8>);
+
+/// A code read in place (from an index page).
+#[derive(Clone, Copy, Debug)]
+pub struct CodeRef<'a>(pub &'a [u8]);
+
+const FACTORS: usize = 12;
+
+/// Bytes of the code of a vector of `padded` rotated dimensions.
+pub fn code_size(padded: usize) -> usize {
+    FACTORS + padded / 8
+}
+
+impl Code {
+    pub fn as_ref(&self) -> CodeRef<'_> {
+        CodeRef(&self.0)
+    }
+}
+
+impl<'a> CodeRef<'a> {
+    fn factor(self, i: usize) -> f32 {
+        f32::from_ne_bytes(self.0[4 * i..4 * i + 4].try_into().expect("a code has its factors"))
+    }
+    pub fn norm(self) -> f32 {
+        self.factor(0)
+    }
+    pub fn dot(self) -> f32 {
+        self.factor(1)
+    }
+    pub fn centroid_dot(self) -> f32 {
+        self.factor(2)
+    }
+    /// The bits, 64 at a time (bit i of the code is bit i % 64 of word i / 64).
+    pub fn words(self) -> impl Iterator<Item = u64> + 'a {
+        self.0[FACTORS..].chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().expect("whole words")))
+    }
+    /// Rotated dimensions the code has.
+    pub fn padded(self) -> usize {
+        (self.0.len() - FACTORS) * 8
+    }
 }
 
 /// Makes codes (and queries, `estimate::Query`) for vectors of one dimension: the rotation and
@@ -55,10 +88,10 @@ impl Quantizer {
     pub fn encode(&self, x: &[f32]) -> Code {
         let (y, norm) = self.residual(x);
         let p = self.rotation.padded();
-        let mut bits = vec![0u64; p / 64];
+        let mut out = vec![0u8; code_size(p)];
         for (i, v) in y.iter().enumerate() {
             if *v >= 0.0 {
-                bits[i / 64] |= 1 << (i % 64);
+                out[FACTORS + i / 8] |= 1 << (i % 8);
             }
         }
         // ⟨x̄, y / ‖y‖⟩ = Σ|yᵢ| / (√P ‖y‖); a vector at the centroid has no direction, and its
@@ -66,6 +99,9 @@ impl Quantizer {
         let abs: f64 = y.iter().map(|v| v.abs() as f64).sum();
         let dot = if norm > 0.0 { (abs / ((p as f64).sqrt() * norm as f64)) as f32 } else { 1.0 };
         let centroid_dot = x.iter().zip(&self.centroid).map(|(a, c)| (a - c) as f64 * *c as f64).sum::<f64>() as f32;
-        Code { bits, norm, dot, centroid_dot }
+        for (i, f) in [norm, dot, centroid_dot].into_iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&f.to_ne_bytes());
+        }
+        Code(out)
     }
 }
