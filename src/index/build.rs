@@ -5,7 +5,10 @@
 
 use super::codec::{check_dim, encode, heap_tid_bytes, prepare};
 use super::opclass::{Kind, Opclass};
-use super::page::{self, add_item, corrupt, init_meta, item_room, page_capacity, too_big, Meta, META_BLOCK};
+use super::page::{self, add_item, corrupt, init_meta, item_room, page_capacity, too_big, Meta, QuantMeta, META_BLOCK, NO_ENTRY};
+use super::quant;
+use crate::glue::error::error;
+use pgrx::PgSqlErrorCode::*;
 use super::parallel::Workers;
 use crate::types::datum::SqlScalar;
 use half::f16;
@@ -58,7 +61,7 @@ unsafe extern "C-unwind" fn callback<T: SqlScalar>(
 ) {
     unsafe {
         let st = &mut *(state as *mut State<T>);
-        let Some(v) = prepare::<T>(*values, *isnull, st.meta.opclass, st.meta.dim) else { return };
+        let Some(v) = prepare::<T>(*values, *isnull, &st.meta) else { return };
         if st.meta.dim == 0 {
             st.meta.dim = v.len() as u32;
         }
@@ -213,6 +216,62 @@ unsafe fn flush<T: SqlScalar>(st: &mut State<T>) {
     }
 }
 
+/// A quantized build's first pass: the mean of the rows as the centroid, written with the
+/// dimension to the meta page, which is logged whole first (the rows then go in as logged
+/// inserts, not as pages logged at the end).
+unsafe fn quantized_start<T: SqlScalar>(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo, meta: Meta) -> Meta {
+    unsafe {
+        if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
+            pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, 1, true);
+        }
+        let mut mean = Mean::<T> { meta, sum: Vec::new(), n: 0, _t: std::marker::PhantomData };
+        pg_sys::table_index_build_scan(heap, index, info, true, false, Some(add_to_mean::<T>), &mut mean as *mut Mean<T> as *mut _, std::ptr::null_mut());
+        if mean.n > 0 {
+            let centroid: Vec<f32> = mean.sum.iter().map(|s| (s / mean.n as f64) as f32).collect();
+            let q = quant::meta_for(centroid.len(), quant::write_centroid(index, &centroid));
+            page::update_meta(index, |mm| {
+                mm.dim = centroid.len() as u32;
+                mm.quant = Some(q);
+            });
+        }
+        page::read_meta(index)
+    }
+}
+
+struct Mean<T> {
+    meta: Meta,
+    sum: Vec<f64>,
+    n: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn add_to_mean<T: SqlScalar>(
+    _index: pg_sys::Relation,
+    _tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    unsafe {
+        let st = &mut *(state as *mut Mean<T>);
+        let Some(v) = prepare::<T>(*values, *isnull, &st.meta) else { return };
+        if st.meta.dim == 0 {
+            st.meta.dim = v.len() as u32;
+            st.sum = vec![0.0; v.len()];
+        }
+        if st.sum.is_empty() {
+            st.sum = vec![0.0; v.len()];
+        }
+        st.sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x.to_f32() as f64);
+        st.n += 1;
+        if st.n.is_multiple_of(1000) {
+            pg_sys::vacuum_delay_point();
+        }
+    }
+}
+
 /// The meta page of an index on this relation's column, from its options, opclass and typmod.
 unsafe fn new_meta(index: pg_sys::Relation) -> Meta {
     unsafe {
@@ -220,22 +279,33 @@ unsafe fn new_meta(index: pg_sys::Relation) -> Meta {
         let opclass = Opclass::of_index(index);
         let typmod = (*(*(*index).rd_att).attrs.as_ptr()).atttypmod;
         let dim = typmod.max(0) as usize;
-        match opclass.kind {
-            Kind::F32 => check_dim::<f32>(dim, 0),
-            Kind::F16 => check_dim::<f16>(dim, 0),
+        let quantized = super::options::quantize(index);
+        if quantized && *(*(*index).rd_index).indkey.values.as_slice(1).first().unwrap_or(&0) == 0 {
+            // Scans rerank with the column's values from the table: an expression has none.
+            error(ERRCODE_FEATURE_NOT_SUPPORTED, "a quantized vs_hnsw index needs a column, not an expression");
         }
-        Meta::new(dim as u32, m, ef, opclass)
+        match opclass.kind {
+            Kind::F32 => check_dim::<f32>(dim, 0, quantized),
+            Kind::F16 => check_dim::<f16>(dim, 0, quantized),
+        }
+        // The quantizer's centroid comes with the dimension: at the build from the rows, or at
+        // the first insert.
+        let quant = quantized.then_some(QuantMeta { seed: quant::SEED, centroid: NO_ENTRY, padded: 0 });
+        Meta::new(dim as u32, m, ef, opclass, quant)
     }
 }
 
 unsafe fn build<T: SqlScalar>(heap: pg_sys::Relation, index: pg_sys::Relation, info: *mut pg_sys::IndexInfo) -> f64 {
     unsafe {
-        let meta = new_meta(index);
+        let mut meta = new_meta(index);
         {
             // The meta page first, so block numbers of elements start at 1.
             let b = page::Locked::extend(index);
             init_meta(b.page(), &meta);
             pg_sys::MarkBufferDirty(b.buf);
+        }
+        if meta.quant.is_some() {
+            meta = quantized_start::<T>(heap, index, info, meta);
         }
         let params = Params { m: meta.m as usize, ef_construction: meta.ef_construction as usize, seed: 0x5eed };
         let mut st = State::<T> {
@@ -243,7 +313,8 @@ unsafe fn build<T: SqlScalar>(heap: pg_sys::Relation, index: pg_sys::Relation, i
             meta,
             graph: None,
             params,
-            in_memory: true,
+            // Codes go in as inserts do (the in-memory graph holds vectors).
+            in_memory: meta.quant.is_none(),
             pending: Vec::new(),
             threads: 1 + pg_sys::plan_create_index_workers((*heap).rd_id, (*index).rd_id).max(0) as usize,
             workers: None,

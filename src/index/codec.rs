@@ -3,6 +3,7 @@
 //! (`vector_of`) and compared (`distance`, `distance_to`) as the graph orders elements.
 
 use super::opclass::Opclass;
+use super::page::Meta;
 use crate::glue::error::error;
 use crate::types::datum::{SqlScalar, VecRef};
 use half::f16;
@@ -34,10 +35,10 @@ pub fn floor_of<T: SqlScalar>(op: Opclass, v: &[T]) -> f32 {
 
 /// An index column value as the graph holds it; None for values the index leaves out (NULL,
 /// and for cosine the zero vector, whose direction is undefined).
-pub unsafe fn prepare<T: SqlScalar>(datum: pg_sys::Datum, is_null: bool, op: Opclass, dim: u32) -> Option<Vec<T>> {
+pub unsafe fn prepare<T: SqlScalar>(datum: pg_sys::Datum, is_null: bool, meta: &Meta) -> Option<Vec<T>> {
     let v = unsafe { VecRef::<T>::from_polymorphic_datum(datum, is_null, pg_sys::InvalidOid) }?;
-    check_dim::<T>(v.dim(), dim as usize);
-    if op.normalises() {
+    check_dim::<T>(v.dim(), meta.dim as usize, meta.quant.is_some());
+    if meta.opclass.normalises() {
         normalized(v.data)
     } else {
         Some(v.data.to_vec())
@@ -58,10 +59,18 @@ pub fn normalized<T: SqlScalar>(v: &[T]) -> Option<Vec<T>> {
     (norm > 0.0).then(|| f.iter().map(|&x| T::from_f32((x as f64 / norm) as f32)).collect())
 }
 
-pub fn check_dim<T: SqlScalar>(dim: usize, index_dim: usize) {
-    let max = if std::mem::size_of::<T>() == 4 { MAX_DIM_F32 } else { MAX_DIM_F16 };
+/// Checks a vector's dimension against the index's limits and its dimension (0: none yet).
+/// Elements hold their vector, so f32 vectors stop at 2,000 dimensions and f16 at 4,000; a
+/// quantized index's codes go to `quant::MAX_DIM`.
+pub fn check_dim<T: SqlScalar>(dim: usize, index_dim: usize, quantized: bool) {
+    let max = match (quantized, std::mem::size_of::<T>()) {
+        (true, _) => super::quant::MAX_DIM,
+        (false, 4) => MAX_DIM_F32,
+        (false, _) => MAX_DIM_F16,
+    };
     if dim > max {
-        error(ERRCODE_PROGRAM_LIMIT_EXCEEDED, format!("vs_hnsw indexes {} of at most {max} dimensions, not {dim}", T::TYPE_NAME));
+        let hint = if quantized { "" } else { " (WITH (quantize = on) indexes more)" };
+        error(ERRCODE_PROGRAM_LIMIT_EXCEEDED, format!("vs_hnsw indexes {} of at most {max} dimensions, not {dim}{hint}", T::TYPE_NAME));
     }
     if index_dim != 0 && dim != index_dim {
         error(ERRCODE_DATA_EXCEPTION, format!("expected {index_dim} dimensions, not {dim}"));

@@ -9,6 +9,7 @@ use super::codec::{check_dim, encode, floor_of, heap_tid_bytes, prepare};
 use super::opclass::Kind;
 use super::page::{self, item_room, page_capacity, read_meta, NO_ENTRY, UPDATE_LOCK};
 use super::pages::{PageStore, Pages};
+use super::quant;
 use crate::types::datum::SqlScalar;
 use half::f16;
 use pgrx::pg_sys;
@@ -49,11 +50,20 @@ pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v
             pg_sys::LockPage(index, UPDATE_LOCK, lock);
             meta = read_meta(index);
         }
-        if meta.dim == 0 {
-            page::update_meta(index, |mm| mm.dim = v.len() as u32);
-            meta.dim = v.len() as u32;
+        if meta.dim == 0 || meta.quant.is_some_and(|q| q.centroid == NO_ENTRY) {
+            check_dim::<T>(v.len(), meta.dim as usize, meta.quant.is_some());
+            // A quantized index gets its rotation with its dimension, and a zero centroid: no
+            // rows were there to take a mean of. The exclusive lock is held (no entry yet: an
+            // index without a centroid has no elements).
+            let quant = meta.quant.map(|_| quant::meta_for(v.len(), quant::write_centroid(index, &vec![0.0; v.len()])));
+            page::update_meta(index, |mm| {
+                mm.dim = v.len() as u32;
+                mm.quant = quant;
+            });
+            meta = read_meta(index);
         }
-        check_dim::<T>(v.len(), meta.dim as usize);
+        check_dim::<T>(v.len(), meta.dim as usize, meta.quant.is_some());
+        let quant = quant::of(index, &meta);
 
         let mut store = PageStore::<T>::new(index, &meta, None);
         let mut chosen: Vec<Vec<Scored<Id>>> = vec![Vec::new(); level + 1];
@@ -75,10 +85,17 @@ pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v
         for (layer, ns) in chosen.iter().enumerate() {
             tuple::set_neighbours(&mut lists, level, m, layer, &ns.iter().map(|s| (s.1, s.0)).collect::<Vec<_>>());
         }
-        let (bytes, packed) = encode(v);
+        let (bytes, packed) = match &quant {
+            Some(q) => (q.encode(v), false),
+            None => encode(v),
+        };
+        let coded = quant.is_some();
         let mark = |mut t: Vec<u8>| {
             if packed {
                 tuple::set_packed(&mut t);
+            }
+            if coded {
+                tuple::set_code(&mut t);
             }
             t
         };
@@ -118,15 +135,14 @@ pub unsafe extern "C-unwind" fn aminsert(
         // The vectors of one row's insert are short-lived: a memory context of their own.
         let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw insert");
         ctx.switch_to(|_| {
-            let (op, dim) = (meta.opclass, meta.dim);
-            match op.kind {
+            match meta.opclass.kind {
                 Kind::F32 => {
-                    if let Some(v) = prepare::<f32>(*values, *isnull, op, dim) {
+                    if let Some(v) = prepare::<f32>(*values, *isnull, &meta) {
                         insert::<f32>(index, tid, &v);
                     }
                 }
                 Kind::F16 => {
-                    if let Some(v) = prepare::<f16>(*values, *isnull, op, dim) {
+                    if let Some(v) = prepare::<f16>(*values, *isnull, &meta) {
                         insert::<f16>(index, tid, &v);
                     }
                 }

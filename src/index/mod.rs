@@ -5,6 +5,7 @@
 //! - `codec`: a column value into the graph and back (normalise, encode, distances).
 //! - `page`: meta page, buffer locks, generic WAL; `pages`: the graph's elements and lists on
 //!   pages, and the walk a search takes over them.
+//! - `quant`: a quantized index's quantizer (RaBitQ codes, `vs_rabitq`).
 //! - `build`, `insert`, `scan`, `vacuum`: the phases; `parallel`: a build's batches on
 //!   PostgreSQL's parallel workers, over `vs_hnsw::mirror`; `check`: SQL functions that check
 //!   an index.
@@ -19,5 +20,6 @@ pub mod options;
 pub mod page;
 pub mod pages;
 pub mod parallel;
+pub mod quant;
 pub mod scan;
 pub mod vacuum;

@@ -1,4 +1,5 @@
-//! The index's options: `m` and `ef_construction` (reloptions registered at load time).
+//! The index's options: `m`, `ef_construction` and `quantize` (reloptions registered at load
+//! time).
 
 use crate::glue::error::error;
 use pgrx::pg_sys;
@@ -10,6 +11,7 @@ pub struct Options {
     vl_len: i32,
     pub m: i32,
     pub ef_construction: i32,
+    pub quantize: bool,
 }
 
 static mut RELOPT_KIND: pg_sys::relopt_kind::Type = 0;
@@ -36,6 +38,13 @@ pub fn init() {
             1000,
             pg_sys::AccessExclusiveLock as i32,
         );
+        pg_sys::add_bool_reloption(
+            RELOPT_KIND,
+            c"quantize".as_ptr(),
+            c"Keep RaBitQ codes instead of vectors (up to 32,768 dimensions); scans rerank with the table's vectors.".as_ptr(),
+            false,
+            pg_sys::AccessExclusiveLock as i32,
+        );
     }
 }
 
@@ -47,6 +56,11 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             optname: c"ef_construction".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(Options, ef_construction) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"quantize".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_BOOL,
+            offset: std::mem::offset_of!(Options, quantize) as i32,
         },
     ];
     unsafe {
@@ -62,4 +76,10 @@ pub unsafe fn options(index: pg_sys::Relation) -> (u32, u32) {
         error(ERRCODE_INVALID_PARAMETER_VALUE, format!("ef_construction ({ef}) must be at least 2 × m ({})", 2 * m));
     }
     (m as u32, ef as u32)
+}
+
+/// Whether the index keeps codes (`quantize`).
+pub unsafe fn quantize(index: pg_sys::Relation) -> bool {
+    let opts = unsafe { (*index).rd_options as *const Options };
+    !opts.is_null() && unsafe { (*opts).quantize }
 }

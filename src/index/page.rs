@@ -10,7 +10,9 @@ use vs_hnsw::tuple::{self, Id};
 
 pub const META_BLOCK: u32 = 0;
 const MAGIC: u32 = 0x7673_686e; // "vshn"
+/// 1: vectors in the elements; 2: RaBitQ codes (`quantize`), with the quantizer's fields.
 const VERSION: u32 = 1;
+const VERSION_QUANTIZED: u32 = 2;
 /// The heavyweight lock that inserts hold shared and VACUUM takes exclusively, on a block
 /// number that is never a page, so VACUUM can wait out inserts that began before it marked
 /// elements deleted.
@@ -32,6 +34,11 @@ struct MetaPage {
     entry: Id,
     last_block: u32,
     _unused: u32,
+    // Version 2 on: zero on a version 1 page (PageInit zeroes it).
+    seed: u64,
+    centroid: Id,
+    padded: u32,
+    _unused2: u32,
 }
 
 /// The meta page decoded.
@@ -46,32 +53,67 @@ pub struct Meta {
     pub entry: Id,
     /// The last page, where new elements go when the free space map has nothing.
     pub last_block: u32,
+    /// Elements hold RaBitQ codes (`WITH (quantize = on)`).
+    pub quant: Option<QuantMeta>,
+}
+
+/// A quantized index's quantizer (`index::quant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuantMeta {
+    /// The rotation's seed.
+    pub seed: u64,
+    /// The centroid's first chunk; NO_ENTRY until the dimension is known.
+    pub centroid: Id,
+    /// Dimensions after the rotation (`Rotation::padded`); 0 until the dimension is known.
+    pub padded: u32,
 }
 
 pub const NO_ENTRY: Id = u64::MAX;
 
 impl Meta {
-    pub fn new(dim: u32, m: u32, ef_construction: u32, opclass: Opclass) -> Meta {
-        Meta { dim, m, ef_construction, opclass, entry_level: 0, entry: NO_ENTRY, last_block: META_BLOCK }
+    pub fn new(dim: u32, m: u32, ef_construction: u32, opclass: Opclass, quant: Option<QuantMeta>) -> Meta {
+        Meta { dim, m, ef_construction, opclass, entry_level: 0, entry: NO_ENTRY, last_block: META_BLOCK, quant }
     }
 
     fn stored(&self) -> MetaPage {
         let (metric, kind) = self.opclass.codes();
-        let Meta { dim, m, ef_construction, entry_level, entry, last_block, .. } = *self;
-        MetaPage { magic: MAGIC, version: VERSION, dim, m, ef_construction, metric, kind, entry_level, entry, last_block, _unused: 0 }
+        let Meta { dim, m, ef_construction, entry_level, entry, last_block, quant, .. } = *self;
+        // An index without codes stays a version 1 page, as earlier versions wrote it.
+        let (version, q) = match quant {
+            Some(q) => (VERSION_QUANTIZED, q),
+            None => (VERSION, QuantMeta { seed: 0, centroid: 0, padded: 0 }),
+        };
+        MetaPage {
+            magic: MAGIC,
+            version,
+            dim,
+            m,
+            ef_construction,
+            metric,
+            kind,
+            entry_level,
+            entry,
+            last_block,
+            _unused: 0,
+            seed: q.seed,
+            centroid: q.centroid,
+            padded: q.padded,
+            _unused2: 0,
+        }
     }
 }
 
 impl MetaPage {
     unsafe fn decoded(&self, index: pg_sys::Relation) -> Meta {
-        if self.magic != MAGIC || self.version != VERSION {
+        if self.magic != MAGIC || (self.version != VERSION && self.version != VERSION_QUANTIZED) {
             unsafe { corrupt(index, "its meta page is not a vs_hnsw meta page of this version") };
         }
         let Some(opclass) = Opclass::decode(self.metric, self.kind) else {
             unsafe { corrupt(index, &format!("its meta page names metric {} and element type {}, which no version writes", self.metric, self.kind)) };
         };
-        let MetaPage { dim, m, ef_construction, entry_level, entry, last_block, .. } = *self;
-        Meta { dim, m, ef_construction, opclass, entry_level, entry, last_block }
+        let MetaPage { dim, m, ef_construction, entry_level, entry, last_block, seed, centroid, padded, .. } = *self;
+        let quant = (self.version == VERSION_QUANTIZED).then_some(QuantMeta { seed, centroid, padded });
+        Meta { dim, m, ef_construction, opclass, entry_level, entry, last_block, quant }
     }
 }
 

@@ -5,15 +5,18 @@
 
 use super::codec::{distance, distance_to, vector_of};
 use super::page::{blocks, item, Locked, Meta, Xlog};
+use super::quant::{self, Quant};
 use crate::types::datum::SqlScalar;
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 use vs_hnsw::beam::{beam, Scored, Walk};
 use vs_hnsw::select::ListRule;
 use vs_hnsw::store::{Store, StoreMut, Wrote};
 use vs_hnsw::tuple::{self, block_of, offset_of, ElementTuple, Id};
+use vs_rabitq::estimate::Query;
 
 /// Ids are already well spread in their low bits; a multiply mixes the block number in.
 #[derive(Default)]
@@ -40,11 +43,17 @@ pub struct Pages<'a, T> {
     pub deleted: IdSet,
     /// Orders the walk's ties (`Walk::salt`): an insert's own, 0 for a scan.
     pub salt: u64,
+    /// A quantized index's quantizer, and `q` prepared for its estimates.
+    codes: Option<(Rc<Quant>, Query)>,
 }
 
 impl<'a, T: SqlScalar> Pages<'a, T> {
     pub fn new(index: pg_sys::Relation, meta: Meta, q: &'a [T]) -> Self {
-        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default(), salt: 0 }
+        let codes = unsafe { quant::of(index, &meta) }.map(|quant| {
+            let query = quant.query(q, 0);
+            (quant, query)
+        });
+        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default(), salt: 0, codes }
     }
 
     /// Greedy descent from the entry point to `layer`, then a beam of `ef` on each layer from
@@ -75,11 +84,6 @@ pub unsafe fn with_element<R>(index: pg_sys::Relation, id: Id, f: impl FnOnce(El
         let b = Locked::read(index, block_of(id), false);
         item(b.page(), offset_of(id)).map(|t| f(ElementTuple(t)))
     }
-}
-
-/// The vector of element `id` (empty when it is gone).
-unsafe fn vector_at<T: SqlScalar>(index: pg_sys::Relation, id: Id, m: usize) -> Vec<T> {
-    unsafe { with_element(index, id, |e| vector_of::<T>(&e, m)) }.unwrap_or_default()
 }
 
 /// The neighbours of `id` on `layer`, with their distances, wherever the lists are.
@@ -172,7 +176,16 @@ impl<T: SqlScalar> Walk for Pages<'_, T> {
     }
     fn distance(&mut self, id: Id, bound: f32) -> Option<f32> {
         let (m, op, q) = (self.meta.m as usize, self.meta.opclass, self.q);
-        let (d, deleted) = unsafe { with_element(self.index, id, |e| distance_to(op, q, &e, m, bound).map(|d| (d, e.deleted()))) }??;
+        let (d, deleted) = unsafe {
+            with_element(self.index, id, |e| match &self.codes {
+                // An estimate: the scan reranks what it returns with the table's vectors.
+                Some((quant, query)) => {
+                    let code = e.vector_bytes(m);
+                    (e.is_code() && quant.fits(code)).then(|| (quant.estimate(query, code), e.deleted()))
+                }
+                None => distance_to(op, q, &e, m, bound).map(|d| (d, e.deleted())),
+            })
+        }??;
         if deleted {
             self.deleted.insert(id);
         }
@@ -187,24 +200,39 @@ pub struct PageStore<'a, T> {
     meta: &'a Meta,
     /// VACUUM's marks (every element with the deleted flag); None: read the flag on the page.
     deleted: Option<&'a IdSet>,
-    vectors: RefCell<HashMap<Id, Vec<T>>>,
+    vectors: RefCell<HashMap<Id, Payload<T>>>,
+    quant: Option<Rc<Quant>>,
+}
+
+/// What an element holds: its vector, or (quantized) its code; an empty vector when it is gone.
+enum Payload<T> {
+    Vector(Vec<T>),
+    Code(Vec<u8>),
 }
 
 impl<'a, T: SqlScalar> PageStore<'a, T> {
     pub fn new(index: pg_sys::Relation, meta: &'a Meta, deleted: Option<&'a IdSet>) -> Self {
-        PageStore { index, meta, deleted, vectors: RefCell::new(HashMap::new()) }
+        let quant = unsafe { quant::of(index, meta) };
+        PageStore { index, meta, deleted, vectors: RefCell::new(HashMap::new()), quant }
     }
 
-    /// The vector of element `id` (empty when it is gone).
+    /// The vector of element `id` (a code's approximate one; empty when it is gone).
     pub fn vector(&self, id: Id) -> Vec<T> {
         self.load(id);
-        self.vectors.borrow()[&id].clone()
+        match (&self.vectors.borrow()[&id], &self.quant) {
+            (Payload::Vector(v), _) => v.clone(),
+            (Payload::Code(c), Some(q)) => q.decode(c),
+            (Payload::Code(_), None) => Vec::new(),
+        }
     }
 
     fn load(&self, id: Id) {
         if !self.vectors.borrow().contains_key(&id) {
-            let v = unsafe { vector_at::<T>(self.index, id, self.meta.m as usize) };
-            self.vectors.borrow_mut().insert(id, v);
+            let m = self.meta.m as usize;
+            let p = unsafe {
+                with_element(self.index, id, |e| if e.is_code() { Payload::Code(e.vector_bytes(m).to_vec()) } else { Payload::Vector(vector_of::<T>(&e, m)) })
+            };
+            self.vectors.borrow_mut().insert(id, p.unwrap_or(Payload::Vector(Vec::new())));
         }
     }
 }
@@ -245,12 +273,11 @@ impl<T: SqlScalar> Store for PageStore<'_, T> {
         self.load(a);
         self.load(b);
         let vs = self.vectors.borrow();
-        let (va, vb) = (&vs[&a], &vs[&b]);
-        // A vector that is gone (freed by an earlier VACUUM) is read as empty.
-        if va.is_empty() || va.len() != vb.len() {
-            f32::INFINITY
-        } else {
-            distance(self.meta.opclass, va, vb, bound)
+        match (&vs[&a], &vs[&b], &self.quant) {
+            (Payload::Code(ca), Payload::Code(cb), Some(q)) if q.fits(ca) && q.fits(cb) => q.between(ca, cb),
+            // A vector that is gone (freed by an earlier VACUUM) is read as empty.
+            (Payload::Vector(va), Payload::Vector(vb), _) if !va.is_empty() && va.len() == vb.len() => distance(self.meta.opclass, va, vb, bound),
+            _ => f32::INFINITY,
         }
     }
 }

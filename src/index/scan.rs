@@ -3,7 +3,7 @@
 //! the search runs again with twice the beam and returns the rows it had not returned, until
 //! `vs_hnsw.max_scan_tuples` rows were returned or the graph has no more (iterative scan).
 
-use super::codec::{check_dim, normalized};
+use super::codec::{check_dim, distance, normalized, prepare};
 use super::opclass::Kind;
 use super::page::{read_meta, Meta, NO_ENTRY};
 use super::pages::{with_element, Pages};
@@ -55,7 +55,7 @@ unsafe fn query<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: &Meta) -> Vec<T
         let Some(q) = VecRef::<T>::from_polymorphic_datum(key.sk_argument, key.sk_flags & pg_sys::SK_ISNULL as i32 != 0, pg_sys::InvalidOid) else {
             return vec![T::default(); meta.dim as usize];
         };
-        check_dim::<T>(q.dim(), meta.dim as usize);
+        check_dim::<T>(q.dim(), meta.dim as usize, meta.quant.is_some());
         // A zero query under cosine has no direction: every distance is NaN, any order will do.
         let unit = if meta.opclass.normalises() { normalized(q.data) } else { None };
         unit.unwrap_or_else(|| q.data.to_vec())
@@ -77,6 +77,58 @@ unsafe fn search<T: SqlScalar>(index: pg_sys::Relation, meta: Meta, q: &[T], ef:
     }
 }
 
+/// The beam's rows, nearest first, and how many elements it found: a quantized index's
+/// candidates reranked by their exact distances.
+unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, ef: usize) -> (Vec<[u8; 6]>, usize) {
+    unsafe {
+        let q = query::<T>(scan, &meta);
+        let (tids, n) = search::<T>((*scan).indexRelation, meta, &q, ef);
+        if meta.quant.is_none() {
+            return (tids, n);
+        }
+        // The detoasted vectors (100 KB each at 25,088 dimensions) live only as long as this.
+        let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw rerank");
+        (ctx.switch_to(|_| rerank::<T>(scan, &meta, &q, &tids)), n)
+    }
+}
+
+/// `tids` ordered by the exact distance from `q` of their rows' values, read through the table
+/// access method under the scan's snapshot; rows it does not see are left out (the executor
+/// would skip them too). The ERROR "index returned tuples in wrong order" that PostgreSQL's
+/// own recheck of ORDER BY raises for an estimate above the exact distance is why the index
+/// reranks: RaBitQ's bound holds with high probability, not always.
+unsafe fn rerank<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: &Meta, q: &[T], tids: &[[u8; 6]]) -> Vec<[u8; 6]> {
+    unsafe {
+        let (heap, index) = ((*scan).heapRelation, (*scan).indexRelation);
+        let attno = *(*(*index).rd_index).indkey.values.as_slice(1).first().unwrap_or(&0) as usize;
+        if heap.is_null() || attno == 0 {
+            error!("a quantized vs_hnsw index is scanned only with its table, on a column");
+        }
+        let am = (*heap).rd_tableam;
+        let fetch = ((*am).index_fetch_begin.expect("a table access method fetches by TID"))(heap);
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let mut scored: Vec<(f32, [u8; 6])> = Vec::with_capacity(tids.len());
+        for &tid in tids {
+            pg_sys::check_for_interrupts!();
+            let mut t: pg_sys::ItemPointerData = std::ptr::read_unaligned(tid.as_ptr() as *const pg_sys::ItemPointerData);
+            let (mut again, mut dead) = (false, false);
+            if !((*am).index_fetch_tuple.expect("a table access method fetches by TID"))(fetch, &mut t, (*scan).xs_snapshot, slot, &mut again, &mut dead) {
+                continue;
+            }
+            pg_sys::slot_getsomeattrs_int(slot, attno as i32);
+            let (datum, null) = (*(*slot).tts_values.add(attno - 1), *(*slot).tts_isnull.add(attno - 1));
+            if let Some(v) = prepare::<T>(datum, null, meta) {
+                scored.push((distance(meta.opclass, q, &v, f32::INFINITY), tid));
+            }
+            ((*(*slot).tts_ops).clear.expect("a slot clears"))(slot);
+        }
+        ((*am).index_fetch_end.expect("a table access method fetches by TID"))(fetch);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        scored.into_iter().map(|s| s.1).collect()
+    }
+}
+
 unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
     unsafe {
         let index = (*scan).indexRelation;
@@ -86,8 +138,8 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
             return;
         }
         let (tids, found) = match meta.opclass.kind {
-            Kind::F32 => search::<f32>(index, meta, &query::<f32>(scan, &meta), st.ef),
-            Kind::F16 => search::<f16>(index, meta, &query::<f16>(scan, &meta), st.ef),
+            Kind::F32 => found::<f32>(scan, meta, st.ef),
+            Kind::F16 => found::<f16>(scan, meta, st.ef),
         };
         // A beam that came back short has seen every element it can reach.
         st.exhausted = found < st.ef;

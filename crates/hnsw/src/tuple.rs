@@ -13,6 +13,9 @@
 //! Vectors of many dimensions (2,000 f32 take 8,000 bytes) leave no room for the lists; these
 //! go into a tuple of their own, found through the location in the header, with an 8-byte
 //! header of which byte 7 is LISTS (so VACUUM tells the two kinds apart on a page).
+//! In a quantized index (`WITH (quantize = on)`) an element holds its RaBitQ code (vs_rabitq)
+//! where the vector would be, flagged CODE; the quantizer's centroid is kept in chunk tuples,
+//! byte 7 CENTROID, bytes 8..16 the next chunk's location (`INLINE` after the last), then f32s.
 
 // The accessors are #[inline]: a scan calls them for every element it reads, from another crate
 // (without it they stopped being inlined when this file left the extension crate).
@@ -26,6 +29,11 @@ pub const LISTS: u8 = 4;
 /// An f32 vector stored as f16 because every element is exactly an f16 (pixel values, say):
 /// half the bytes to read per distance, and no value changes.
 pub const PACKED: u8 = 8;
+/// The element holds a RaBitQ code, not its vector.
+pub const CODE: u8 = 16;
+/// A chunk of a quantized index's centroid, not an element.
+pub const CENTROID: u8 = 32;
+pub const CHUNK_HEADER: usize = 16;
 
 pub const SLOT: usize = 12;
 /// No separate neighbour tuple: the lists are inline.
@@ -113,6 +121,10 @@ impl<'a> ElementTuple<'a> {
     pub fn packed(&self) -> bool {
         self.0[7] & PACKED != 0
     }
+    #[inline]
+    pub fn is_code(&self) -> bool {
+        self.0[7] & CODE != 0
+    }
     /// Where the neighbour lists are, when not inline.
     #[inline]
     pub fn separate(&self) -> Option<Id> {
@@ -134,6 +146,28 @@ impl<'a> ElementTuple<'a> {
         let lists = if self.separate().is_some() { 0 } else { lists_size(self.level(), m) };
         &self.0[HEADER + lists..]
     }
+}
+
+pub fn set_code(t: &mut [u8]) {
+    t[7] |= CODE;
+}
+
+/// A centroid chunk: `values` (f32 bytes), then the chunk at `next` (or none: `INLINE`).
+pub fn centroid_chunk(next: Id, values: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; CHUNK_HEADER];
+    t[7] = CENTROID;
+    t[8..16].copy_from_slice(&next.to_ne_bytes());
+    t.extend_from_slice(values);
+    t
+}
+
+/// A centroid chunk's values and the next chunk's location; None for another kind of tuple.
+pub fn read_chunk(t: &[u8]) -> Option<(&[u8], Option<Id>)> {
+    if t.len() < CHUNK_HEADER || t[7] != CENTROID {
+        return None;
+    }
+    let next = u64::from_ne_bytes(t[8..16].try_into().unwrap());
+    Some((&t[CHUNK_HEADER..], (next != INLINE).then_some(next)))
 }
 
 pub fn set_packed(t: &mut [u8]) {
@@ -216,6 +250,17 @@ mod tests {
         let sep = element([0; 6], 1, 4, &v, Some(id(7, 3)));
         let e = ElementTuple(&sep);
         assert_eq!((e.separate(), e.inline_lists(4).len(), e.vector_bytes(4)), (Some(id(7, 3)), 0, &v[..]));
+    }
+
+    #[test]
+    fn centroid_chunks_are_no_elements_and_chain() {
+        let mut t = element([0; 6], 0, 4, &[1, 2, 3, 4], None);
+        set_code(&mut t);
+        assert!(ElementTuple(&t).is_code() && read_chunk(&t).is_none());
+        let (a, b) = (centroid_chunk(id(9, 2), &[5; 8]), centroid_chunk(INLINE, &[6; 4]));
+        assert!(!is_element(&a) && !is_element(&b));
+        assert_eq!(read_chunk(&a), Some((&[5u8; 8][..], Some(id(9, 2)))));
+        assert_eq!(read_chunk(&b), Some((&[6u8; 4][..], None)));
     }
 
     #[test]

@@ -104,4 +104,17 @@ impl Quantizer {
         }
         Code(out)
     }
+
+    /// The vector a code stands for, as near as its bits tell: the centroid plus the bits' unit
+    /// direction (±1/√P) rotated back, at the residual's length. For what needs a vector of a
+    /// stored element and has only its code (VACUUM's search for an element's neighbours).
+    pub fn decode(&self, code: CodeRef) -> Vec<f32> {
+        let p = self.rotation.padded();
+        let unit = code.norm() / (p as f32).sqrt();
+        let mut y = Vec::with_capacity(p);
+        for w in code.words() {
+            y.extend((0..64).map(|i| if w >> i & 1 == 1 { unit } else { -unit }));
+        }
+        self.rotation.invert(&y).iter().zip(&self.centroid).map(|(r, c)| r + c).collect()
+    }
 }

@@ -56,6 +56,29 @@ impl Rotation {
     }
 }
 
+impl Rotation {
+    /// The inverse of `apply`: `y` (of `padded` values) rotated back, its first `dim` values.
+    /// Each round is orthogonal and symmetric but for its sign flips, so the rounds run backwards
+    /// with the flips after the transform.
+    pub fn invert(&self, y: &[f32]) -> Vec<f32> {
+        assert_eq!(y.len(), self.padded, "rotated vector of the wrong dimension");
+        let mut v = y.to_vec();
+        let scale = 1.0 / (self.padded as f32).sqrt();
+        for round in (0..ROUNDS).rev() {
+            hadamard(&mut v);
+            v.iter_mut().for_each(|x| *x *= scale);
+            let words = &self.signs[round * self.padded / 64..(round + 1) * self.padded / 64];
+            for (i, x) in v.iter_mut().enumerate() {
+                if words[i / 64] >> (i % 64) & 1 == 1 {
+                    *x = -*x;
+                }
+            }
+        }
+        v.truncate(self.dim);
+        v
+    }
+}
+
 /// The Walsh–Hadamard transform in place (unnormalised), `v.len()` a power of two.
 fn hadamard(v: &mut [f32]) {
     let mut h = 1;
@@ -105,6 +128,17 @@ mod tests {
                     assert!((before - after).abs() <= 1e-4 * dot(&xs[i], &xs[i]).max(1.0), "dim {dim}: {before} became {after}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn invert_undoes_apply() {
+        for dim in [5, 784, 25_088] {
+            let r = Rotation::new(dim, 3);
+            let x = random_vectors(1, dim, 1).remove(0);
+            let back = r.invert(&r.apply(&x));
+            let err = x.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err <= 1e-5, "dim {dim}: {err}");
         }
     }
 
