@@ -35,6 +35,10 @@ png[16:24] = struct.pack(">II", 60000, 60000)
 png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])) & 0xFFFFFFFF)
 open(os.path.join(root, "..", "images", "bomb.png"), "wb").write(bytes(png))
 PY
+# Fashion-MNIST pixels (id, embedding literal) for the quantized index's recall: 1,200 training
+# images and 20 test ones, real structure where synthetic vectors had none to navigate by
+python3 scripts/fashion_mnist.py --limit 1200 | awk -F'\t' '$4 == "train" { print $1 "\t" $6 }' > "$data/fashion.tsv"
+python3 scripts/fashion_mnist.py --limit 1200 | awk -F'\t' '$4 == "test" && n++ < 20 { print $1 "\t" $6 }' > "$data/fashion_test.tsv"
 # hostile images: huge pixel counts or resized sizes in a few KB, JPEGs announcing more than they hold
 python3 scripts/make_bombs.py "$data/bombs" "$data/images"
 # a model written by the train command (a few steps on a few hundred images), for image_embed

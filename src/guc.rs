@@ -26,6 +26,7 @@ pub static MAX_IMAGE_BYTES_CEILING: GucSetting<i32> = GucSetting::<i32>::new(50 
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(40);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -53,6 +54,16 @@ pub fn init() {
         &MAX_SCAN_TUPLES,
         1,
         i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vs_hnsw.rerank",
+        c"Candidates a scan of a quantized vs_hnsw index reads from the table to order them by exact distance, at a time.",
+        c"A scan returns its best candidates by estimate in groups of this many, each in exact distance order: at least the query's LIMIT keeps its rows in exact order.",
+        &RERANK,
+        1,
+        1000,
         GucContext::Userset,
         GucFlags::default(),
     );

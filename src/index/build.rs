@@ -6,14 +6,14 @@
 use super::codec::{check_dim, encode, heap_tid_bytes, prepare};
 use super::opclass::{Kind, Opclass};
 use super::page::{self, add_item, corrupt, init_meta, item_room, page_capacity, too_big, Meta, QuantMeta, META_BLOCK, NO_ENTRY};
+use super::parallel::Workers;
 use super::quant;
 use crate::glue::error::error;
-use pgrx::PgSqlErrorCode::*;
-use super::parallel::Workers;
 use crate::types::datum::SqlScalar;
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode::*;
 use vs_hnsw::graph::{Graph, Params, Threads};
 use vs_hnsw::tuple::{self, Id};
 

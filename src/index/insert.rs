@@ -74,7 +74,8 @@ pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v
             w.salt = salt;
             let layers = w.search(level, 0, meta.ef_construction as usize);
             let top = level.min(meta.entry_level as usize);
-            let floor = floor_of(meta.opclass, v);
+            // Estimates scatter around a copy's true distance: no floor tells copies apart there.
+            let floor = if quant.is_some() { f32::NEG_INFINITY } else { floor_of(meta.opclass, v) };
             for (i, found) in layers.into_iter().enumerate() {
                 let live: Vec<Scored<Id>> = found.into_iter().filter(|s| !w.deleted.contains(&s.1)).collect();
                 chosen[top - i] = choose(&store, salt, None, floor, top - i, live, |_| false);
@@ -134,17 +135,15 @@ pub unsafe extern "C-unwind" fn aminsert(
         let tid = heap_tid_bytes(heap_tid);
         // The vectors of one row's insert are short-lived: a memory context of their own.
         let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw insert");
-        ctx.switch_to(|_| {
-            match meta.opclass.kind {
-                Kind::F32 => {
-                    if let Some(v) = prepare::<f32>(*values, *isnull, &meta) {
-                        insert::<f32>(index, tid, &v);
-                    }
+        ctx.switch_to(|_| match meta.opclass.kind {
+            Kind::F32 => {
+                if let Some(v) = prepare::<f32>(*values, *isnull, &meta) {
+                    insert::<f32>(index, tid, &v);
                 }
-                Kind::F16 => {
-                    if let Some(v) = prepare::<f16>(*values, *isnull, &meta) {
-                        insert::<f16>(index, tid, &v);
-                    }
+            }
+            Kind::F16 => {
+                if let Some(v) = prepare::<f16>(*values, *isnull, &meta) {
+                    insert::<f16>(index, tid, &v);
                 }
             }
         });

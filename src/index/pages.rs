@@ -48,7 +48,7 @@ pub struct Pages<'a, T> {
 }
 
 impl<'a, T: SqlScalar> Pages<'a, T> {
-    pub fn new(index: pg_sys::Relation, meta: Meta, q: &'a [T]) -> Self {
+    pub unsafe fn new(index: pg_sys::Relation, meta: Meta, q: &'a [T]) -> Self {
         let codes = unsafe { quant::of(index, &meta) }.map(|quant| {
             let query = quant.query(q, 0);
             (quant, query)
@@ -211,7 +211,7 @@ enum Payload<T> {
 }
 
 impl<'a, T: SqlScalar> PageStore<'a, T> {
-    pub fn new(index: pg_sys::Relation, meta: &'a Meta, deleted: Option<&'a IdSet>) -> Self {
+    pub unsafe fn new(index: pg_sys::Relation, meta: &'a Meta, deleted: Option<&'a IdSet>) -> Self {
         let quant = unsafe { quant::of(index, meta) };
         PageStore { index, meta, deleted, vectors: RefCell::new(HashMap::new()), quant }
     }
@@ -269,6 +269,13 @@ impl<T: SqlScalar> Store for PageStore<'_, T> {
         .map(|(n, d)| Scored(d, n))
         .collect()
     }
+    fn floor(&self, id: Id) -> f32 {
+        // Codes estimate a copy's distance with an error either way: no floor tells copies apart.
+        if self.quant.is_some() {
+            return f32::NEG_INFINITY;
+        }
+        vs_hnsw::select::copy_floor(self.between(id, id, f32::INFINITY))
+    }
     fn between(&self, a: Id, b: Id, bound: f32) -> f32 {
         self.load(a);
         self.load(b);
@@ -311,7 +318,7 @@ impl<T: SqlScalar> StoreMut for PageStore<'_, T> {
         if v.is_empty() {
             return Vec::new();
         }
-        let mut w = Pages::new(self.index, *self.meta, &v);
+        let mut w = unsafe { Pages::new(self.index, *self.meta, &v) };
         w.salt = id;
         let layers = w.search(level, 0, self.meta.ef_construction as usize);
         let top = level.min(self.meta.entry_level as usize);

@@ -79,16 +79,23 @@ unsafe fn search<T: SqlScalar>(index: pg_sys::Relation, meta: Meta, q: &[T], ef:
 
 /// The beam's rows, nearest first, and how many elements it found: a quantized index's
 /// candidates reranked by their exact distances.
-unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, ef: usize) -> (Vec<[u8; 6]>, usize) {
+unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, ef: usize, returned: &HashSet<[u8; 6]>) -> (Vec<[u8; 6]>, usize) {
     unsafe {
         let q = query::<T>(scan, &meta);
-        let (tids, n) = search::<T>((*scan).indexRelation, meta, &q, ef);
+        let (mut tids, n) = search::<T>((*scan).indexRelation, meta, &q, ef);
+        tids.retain(|t| !returned.contains(t));
         if meta.quant.is_none() {
             return (tids, n);
         }
-        // The detoasted vectors (100 KB each at 25,088 dimensions) live only as long as this.
-        let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw rerank");
-        (ctx.switch_to(|_| rerank::<T>(scan, &meta, &q, &tids)), n)
+        // In groups of vs_hnsw.rerank, best estimates first; the detoasted vectors (100 KB each
+        // at 25,088 dimensions) live only as long as one group's rerank.
+        let group = guc::RERANK.get().max(1) as usize;
+        let mut out = Vec::with_capacity(tids.len());
+        for chunk in tids.chunks(group) {
+            let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw rerank");
+            out.extend(ctx.switch_to(|_| rerank::<T>(scan, &meta, &q, chunk)));
+        }
+        (out, n)
     }
 }
 
@@ -138,12 +145,12 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
             return;
         }
         let (tids, found) = match meta.opclass.kind {
-            Kind::F32 => found::<f32>(scan, meta, st.ef),
-            Kind::F16 => found::<f16>(scan, meta, st.ef),
+            Kind::F32 => found::<f32>(scan, meta, st.ef, &st.returned),
+            Kind::F16 => found::<f16>(scan, meta, st.ef, &st.returned),
         };
         // A beam that came back short has seen every element it can reach.
         st.exhausted = found < st.ef;
-        st.results = tids.into_iter().filter(|t| !st.returned.contains(t)).collect();
+        st.results = tids;
         st.next = 0;
     }
 }

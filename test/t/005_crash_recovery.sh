@@ -3,7 +3,7 @@
 # the index must agree with a sequential scan and take new rows.
 . "$(dirname "$0")/lib.sh"
 q -c "CREATE TABLE crash (id int PRIMARY KEY, v embedding(784))" \
-  -c "CREATE INDEX crash_v ON crash USING vs_hnsw (v embedding_l2_ops)" -c "CHECKPOINT"
+  -c "CREATE INDEX crash_v ON crash USING vs_hnsw (v embedding_l2_ops) $with" -c "CHECKPOINT"
 q -c "DO \$\$ BEGIN FOR i IN 0..9999 LOOP INSERT INTO crash SELECT id, v FROM fm WHERE id = i; COMMIT; END LOOP; END \$\$" >/dev/null 2>&1 &
 writer=$!
 sleep 4

@@ -13,7 +13,7 @@ drop_standby; on_exit drop_standby
 mkdir -p "$sdir"; [ "$(id -u)" = 0 ] && chown postgres "$sdir"
 read -r phost pport < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conninfo")
 q -c "CREATE TABLE rep (id int PRIMARY KEY, v embedding(784))" -c "INSERT INTO rep SELECT id, v FROM fm WHERE id < 2000" \
-  -c "CREATE INDEX rep_v ON rep USING vs_hnsw (v embedding_l2_ops)"
+  -c "CREATE INDEX rep_v ON rep USING vs_hnsw (v embedding_l2_ops) $with"
 as_owner "$PGBIN/pg_basebackup" -h "$phost" -p "$pport" -U postgres -D "$sdir/data" -R -X stream -c fast
 sport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 as_owner "$PGBIN/pg_ctl" -D "$sdir/data" -l "$sdir/server.log" -w -t 60 start -o "-p $sport -k $sdir -c listen_addresses=''" >/dev/null

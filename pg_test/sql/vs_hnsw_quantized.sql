@@ -1,0 +1,85 @@
+-- vs_hnsw WITH (quantize = on): RaBitQ codes instead of vectors, reranked with the table's
+-- vectors. Past the 2,000 dimensions an element with its vector stops at, for every opclass
+-- and both types; inserts, VACUUM after deleting half, an index built empty, the limits.
+SET client_min_messages = warning;
+CREATE TABLE qz_src (id int, pixels embedding(784));
+COPY qz_src FROM '/tmp/visual_search_regress/data/fashion.tsv';
+CREATE TABLE qz_queries_src (id int, pixels embedding(784));
+COPY qz_queries_src FROM '/tmp/visual_search_regress/data/fashion_test.tsv';
+-- 1,200 Fashion-MNIST images as 2,400-d vectors (their 784 pixels and 16 zeros three times over:
+-- the same neighbours at other distances).
+CREATE TABLE qz AS SELECT id, (p || p || p)::embedding(2400) AS e, (p || p || p)::halfembedding(2400) AS h
+  FROM (SELECT id, pixels::real[] || array_fill(0::real, ARRAY[16]) AS p FROM qz_src) s;
+CREATE TABLE qz_queries AS SELECT row_number() OVER (ORDER BY id) AS q, p || p || p AS v
+  FROM (SELECT id, pixels::real[] || array_fill(0::real, ARRAY[16]) AS p FROM qz_queries_src) s;
+DROP TABLE qz_src, qz_queries_src;
+
+-- Without codes the vector does not fit: the ERROR says what does.
+SELECT outcome('CREATE INDEX ON qz USING vs_hnsw (e embedding_l2_ops)');
+-- Options and limits: the codes of 32,768 dimensions are the most a page holds; an expression
+-- has no column value for the rerank.
+SELECT outcome('CREATE INDEX ON qz USING vs_hnsw (e embedding_l2_ops) WITH (quantize = maybe)');
+CREATE TABLE qz_wide (e embedding(40000));
+SELECT outcome('CREATE INDEX ON qz_wide USING vs_hnsw (e embedding_l2_ops) WITH (quantize = on)');
+SELECT outcome('CREATE INDEX ON qz USING vs_hnsw ((e::real[]::embedding(2400)) embedding_l2_ops) WITH (quantize = on)');
+SELECT outcome('SET vs_hnsw.rerank = 0');
+
+-- Recall@10 against the exact answer, for each opclass, at the defaults (ef_search 40, rerank
+-- 40); inner products of vectors of unequal norms need a wider beam, as without codes.
+CREATE FUNCTION qz_recall(col text, op text, opclass text, ef int) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE hits int := 0; r record; exact int[]; approx int[]; typ text := CASE col WHEN 'e' THEN 'embedding' ELSE 'halfembedding' END;
+BEGIN
+  PERFORM set_config('vs_hnsw.ef_search', ef::text, true);
+  EXECUTE format('CREATE INDEX idx ON qz USING vs_hnsw (%I %s) WITH (quantize = on)', col, opclass);
+  FOR r IN SELECT q, v FROM qz_queries LOOP
+    SET LOCAL enable_indexscan = off;
+    EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM qz ORDER BY %I %s $1::%s LIMIT 10) s', col, op, typ) INTO exact USING r.v::embedding::text;
+    SET LOCAL enable_indexscan = on;
+    SET LOCAL enable_seqscan = off;
+    EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM qz ORDER BY %I %s $1::%s LIMIT 10) s', col, op, typ) INTO approx USING r.v::embedding::text;
+    SET LOCAL enable_seqscan = on;
+    hits := hits + (SELECT count(*) FROM unnest(approx) a WHERE a = ANY (exact));
+  END LOOP;
+  DROP INDEX idx;
+  RETURN hits / 200.0;
+END $$;
+SELECT col, op, qz_recall(col, op, opclass, ef) >= 0.95 AS recall_ok
+FROM (VALUES ('e', '<->', 'embedding_l2_ops', 40), ('e', '<#>', 'embedding_ip_ops', 100), ('e', '<=>', 'embedding_cosine_ops', 40),
+             ('h', '<->', 'halfembedding_l2_ops', 40), ('h', '<#>', 'halfembedding_ip_ops', 100), ('h', '<=>', 'halfembedding_cosine_ops', 40)) t(col, op, opclass, ef);
+RESET vs_hnsw.ef_search;
+
+-- The index, its codes a fraction of the vectors, answers in exact distance order.
+CREATE INDEX qz_e ON qz USING vs_hnsw (e embedding_l2_ops) WITH (quantize = on);
+SELECT pg_relation_size('qz_e') * 4 < pg_total_relation_size('qz') AS codes_are_small;
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM qz ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 5;
+SELECT bool_and(d >= lag_d) AS exact_order FROM (
+  SELECT d, lag(d, 1, 0::float8) OVER (ORDER BY n) AS lag_d FROM (
+    SELECT row_number() OVER () AS n, e <-> (SELECT e FROM qz WHERE id = 7) AS d
+    FROM (SELECT e FROM qz ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 30) s) t) u;
+SELECT id FROM qz ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 1;
+-- rows filtered away: the iterative scan goes on until LIMIT rows are found
+SELECT count(*) FROM (SELECT id FROM qz WHERE id % 10 = 3 ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 50) s;
+
+-- Inserts, then VACUUM after deleting half: every live row once, each row's own vector first.
+INSERT INTO qz SELECT q + 5000, v::embedding, v::halfembedding FROM qz_queries;
+DELETE FROM qz WHERE id % 2 = 0 AND id < 5000;
+VACUUM qz;
+SELECT (SELECT count(*) FROM unnest(visual_search.vs_hnsw_heap_tids('qz_e'))) = (SELECT count(*) FROM qz) AS rows_once;
+SELECT visual_search.vs_hnsw_unreachable('qz_e') <= 6 AS reachable;
+SELECT count(*) FILTER (WHERE (SELECT id FROM qz b ORDER BY b.e <-> a.e LIMIT 1) = a.id) >= 0.99 * count(*) AS own_vector_first
+FROM (SELECT * FROM qz WHERE id % 7 = 0 OR id > 5000) a;
+RESET enable_seqscan;
+DROP INDEX qz_e;
+
+-- Built empty, and on a column without a dimension: the first insert decides it, with a zero
+-- centroid.
+CREATE TABLE qz_empty (id int, e embedding);
+CREATE INDEX qz_empty_e ON qz_empty USING vs_hnsw (e embedding_l2_ops) WITH (quantize = on);
+INSERT INTO qz_empty SELECT id, e FROM qz WHERE id < 300;
+SELECT outcome('INSERT INTO qz_empty VALUES (0, ''[1,2,3]'')');
+SET enable_seqscan = off;
+SELECT id FROM qz_empty ORDER BY e <-> (SELECT e FROM qz WHERE id = 151) LIMIT 1;
+RESET enable_seqscan;
+DROP TABLE qz, qz_queries, qz_wide, qz_empty;
+DROP FUNCTION qz_recall;
