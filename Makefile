@@ -31,9 +31,9 @@ unit-test: setup
 	cargo test --release -p visual_search_web
 
 # #[pg_test]s inside a pgrx-managed PostgreSQL 15 (as root, the server runs as user postgres).
-# The engine library is not installed by `cargo pgrx test`: the tests open the one built here.
+# `cargo pgrx test` installs the main library only: the engine library goes beside it first.
 pgrx-test: setup
-	cargo build --release -p vs_engine
+	PG_CONFIG=$(PG_CONFIG) bash scripts/install.sh engine
 	mkdir -p $(PGRX_TEST_DIR)
 	if [ "$$(id -u)" = 0 ]; then chown postgres $(PGRX_TEST_DIR); \
 	  cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DIR)/data; \

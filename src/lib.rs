@@ -2,8 +2,9 @@
 //!
 //! The PostgreSQL glue over the crates of crates/: `types` the vector types (over `vs_vector`),
 //! `index` the vs_hnsw access method (over `vs_hnsw`), `embed` image_embed (over the engine
-//! library, opened on first use: this library links no libtorch), `guc` the settings, `glue` what they share (errors with SQLSTATEs, the thread pool). The SQL objects are declared by hand in
-//! `sql/visual_search.sql` (pulled in below), which binds the Rust functions by symbol.
+//! library, opened on first use: this library links no libtorch), `guc` the settings, `glue`
+//! what they share (errors with SQLSTATEs, the thread pool). The SQL objects are declared by
+//! hand in `sql/visual_search.sql` (pulled in below), which binds the Rust functions by symbol.
 
 use pgrx::prelude::*;
 
@@ -38,8 +39,6 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        // `cargo pgrx test` installs this library only: the engine is the one `make pgrx-test`
-        // builds beside it.
-        vec![concat!("visual_search.engine_library = '", env!("CARGO_MANIFEST_DIR"), "/target/release/libvisual_search_engine.so'")]
+        vec![]
     }
 }

@@ -10,8 +10,8 @@ mod tests {
     #[pg_test]
     fn libtorch_convolution_runs_inside_a_backend() {
         // A 4×4 ramp 0..15 convolved with a 3×3 kernel of ones (no padding) gives four sums of
-        // 3×3 windows: 45, 54, 81, 90. The engine library is the one built in target/release
-        // (`make pgrx-test` builds it; see `pg_test::postgresql_conf_options`).
+        // 3×3 windows: 45, 54, 81, 90. Through the engine library, which `make pgrx-test`
+        // installs beside the main library.
         let via_sql = Spi::get_one::<f64>("SELECT visual_search.torch_smoke()").unwrap().unwrap();
         assert_eq!(via_sql, 270.0);
     }
