@@ -9,7 +9,7 @@ import psycopg2
 
 conninfo, label, out = sys.argv[1], sys.argv[2], sys.argv[3]
 REPS = int(os.environ.get("VS_BENCH_REPS", "200"))
-QUERY_REPS = int(os.environ.get("VS_BENCH_QUERY_REPS", "30"))
+QUERY_REPS = int(os.environ.get("VS_BENCH_QUERY_REPS", "100"))
 ROWS, DIMS = 60000, 128
 SIDES = {
     "visual_search": {"db": "vs_connect", "ext": "visual_search", "type": "embedding"},
