@@ -166,10 +166,11 @@ unsafe fn take(e: &Engine, mut reply: Reply) -> Result<Answer, Failure> {
         timings: reply.timings,
         value: reply.value,
     };
-    let (status, image) = (Status::from_code(reply.status), usize::try_from(reply.image).ok());
+    let (code, image) = (reply.status, usize::try_from(reply.image).ok());
     (e.release)(&mut reply);
-    match status {
+    match Status::from_code(code) {
         Status::Ok => Ok(a),
+        status if a.message.is_empty() => Err(Failure { status, image, message: format!("the embedding engine failed with status {code}") }),
         status => Err(Failure { status, image, message: a.message }),
     }
 }
