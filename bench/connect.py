@@ -81,21 +81,28 @@ PARALLEL = ["SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0", "SET m
 QUERY = "SELECT id FROM items ORDER BY e <-> (SELECT e FROM queries WHERE id = %s) LIMIT 10"
 
 
-def query_times(side, parallel):
-    c = psycopg2.connect(dsn(side["db"]))
-    cur = c.cursor()
-    for s in PARALLEL if parallel else ["SET max_parallel_workers_per_gather = 0"]:
-        cur.execute(s)
-    cur.execute("EXPLAIN (ANALYZE, COSTS OFF) " + QUERY % 1)
-    plan = "\n".join(r[0] for r in cur.fetchall())
-    times, answers = [], []
+def query_times(parallel):
+    """Times of QUERY on both sides, one query of each in turn, so that drift of a shared machine
+    hits both alike; with each side's plan and answers."""
+    conns, plans = {}, {}
+    for name, side in SIDES.items():
+        c = psycopg2.connect(dsn(side["db"]))
+        cur = c.cursor()
+        for s in PARALLEL if parallel else ["SET max_parallel_workers_per_gather = 0"]:
+            cur.execute(s)
+        cur.execute("EXPLAIN (ANALYZE, COSTS OFF) " + QUERY % 1)
+        plans[name] = "\n".join(r[0] for r in cur.fetchall())
+        conns[name] = (c, cur)
+    times, answers = {n: [] for n in SIDES}, {n: [] for n in SIDES}
     for i in range(QUERY_REPS):
-        t = time.perf_counter()
-        cur.execute(QUERY, (i % 100 + 1,))
-        answers.append([r[0] for r in cur.fetchall()])
-        times.append((time.perf_counter() - t) * 1e3)
-    c.close()
-    return times, plan, answers
+        for name, (_, cur) in conns.items():
+            t = time.perf_counter()
+            cur.execute(QUERY, (i % 100 + 1,))
+            answers[name].append([r[0] for r in cur.fetchall()])
+            times[name].append((time.perf_counter() - t) * 1e3)
+    for c, _ in conns.values():
+        c.close()
+    return times, plans, answers
 
 
 def main():
@@ -107,21 +114,21 @@ def main():
     for _ in range(REPS):  # interleaved, so that drift hits both sides alike
         for name, side in SIDES.items():
             conn[name].append(connect_once(side))
-    answers = {}
-    for name, side in SIDES.items():
+    par, plans, answers = query_times(True)
+    ser, _, _ = query_times(False)
+    for name in SIDES:
         ms = [m for m, _, _ in conn[name]]
         rss = [r["VmRSS"] for _, r, _ in conn[name]]
         last = conn[name][-1][1]
-        par, plan, answers[name] = query_times(side, True)
-        ser, _, _ = query_times(side, False)
+        plan = plans[name]
         res["sides"][name] = {
             "connect_literal_ms_median": statistics.median(ms),
             "connect_literal_ms_p90": sorted(ms)[int(len(ms) * 0.9)],
             "backend_rss_kb_median": statistics.median(rss),
             "backend_rss_breakdown_kb": last,
             "libtorch_mapped_after_literal": any(t for _, _, t in conn[name]),
-            "parallel_query_ms_median": statistics.median(par),
-            "serial_query_ms_median": statistics.median(ser),
+            "parallel_query_ms_median": statistics.median(par[name]),
+            "serial_query_ms_median": statistics.median(ser[name]),
             "plan_has_gather": "Gather" in plan,
             "plan": plan,
         }
@@ -156,7 +163,7 @@ def report(out):
     lines = ["# A new connection, its memory and a parallel scan, beside pgvector", "",
              "`make bench-connect` (bench/connect.sh): one server, visual_search and pgvector built from source in databases "
              f"of their own; medians of {REPS} interleaved new connections that parse one literal (`SELECT '[1,2,3]'::embedding` / "
-             f"`::vector`, connect to result, libpq from Python), VmRSS of that backend after the query, and {QUERY_REPS} runs of "
+             f"`::vector`, connect to result, libpq from Python), VmRSS of that backend after the query, and {QUERY_REPS} interleaved runs of "
              f"`SELECT id FROM items ORDER BY e <-> (SELECT e FROM queries WHERE id = k) LIMIT 10` over {ROWS:,} x {DIMS} random "
              "vectors with parallel_setup_cost = 0, parallel_tuple_cost = 0, min_parallel_table_scan_size = 0, "
              "max_parallel_workers_per_gather = 2 (the plan has a Gather; serial: max_parallel_workers_per_gather = 0).", "",
@@ -170,7 +177,10 @@ def report(out):
             f"| {vs['backend_rss_kb_median'] / 1024:.1f} / {pg['backend_rss_kb_median'] / 1024:.1f} / {r['ratios']['rss_diff_mb']:+.1f} "
             f"| {vs['parallel_query_ms_median']:.1f} / {pg['parallel_query_ms_median']:.1f} / {r['ratios']['parallel_query']:.2f}x "
             f"| {vs['serial_query_ms_median']:.1f} / {pg['serial_query_ms_median']:.1f} | {vs['libtorch_mapped_after_literal']} |")
-    lines += ["", "Targets (issue #15, point 1): connect + literal <= 1.2x pgvector, RSS within 10 MB, parallel top-10 <= 1.2x.", ""]
+    lines += ["", "Targets (issue #15, point 1): connect + literal <= 1.2x pgvector, RSS within 10 MB, parallel top-10 <= 1.2x. "
+              "`before`: the single library that linked libtorch (main at df3453a); `after`: the main library and the engine "
+              "library apart. Each row is one run of `bench/connect.sh LABEL`; compare ratios, not milliseconds, across rows "
+              "(the machine is shared).", ""]
     with open(os.path.join(out, "connect.md"), "w") as f:
         f.write("\n".join(lines))
 
