@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.regress
+# Two libraries (issue #15): the main one must link no libtorch, the engine library beside it does.
+lib=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --pkglibdir)
+if readelf -d "$lib/visual_search.so" | grep -E 'NEEDED.*(libtorch|libc10|libgomp)'; then
+  echo "regress: $lib/visual_search.so links libtorch; only visual_search_engine.so may" >&2; exit 1
+fi
+readelf -d "$lib/visual_search_engine.so" | grep -q 'NEEDED.*libtorch' || { echo "regress: no engine library in $lib" >&2; exit 1; }
 bash scripts/pgcluster.sh start "$dir" >/dev/null
 trap 'bash scripts/pgcluster.sh stop "$dir"' EXIT
 read -r host port < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conninfo")
