@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-connect bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -13,6 +13,7 @@ setup:
 
 build: setup
 	cargo build --release
+	cargo build --release -p vs_engine
 
 install: setup
 	bash scripts/install.sh
@@ -25,12 +26,14 @@ lint: setup
 # The crates' own tests (crates/vector and crates/hnsw without libtorch), then the extension's
 # tests that need no server.
 unit-test: setup
-	cargo test -p vs_vector -p vs_hnsw -p vs_rabitq -p vs_fashion -p vs_embed -p vs_train
+	cargo test -p vs_vector -p vs_hnsw -p vs_rabitq -p vs_fashion -p vs_engine_api -p vs_embed -p vs_engine -p vs_train
 	cargo test -p visual_search --lib -- --skip pg_tests::
 	cargo test --release -p visual_search_web
 
 # #[pg_test]s inside a pgrx-managed PostgreSQL 15 (as root, the server runs as user postgres).
+# `cargo pgrx test` installs the main library only: the engine library goes beside it first.
 pgrx-test: setup
+	PG_CONFIG=$(PG_CONFIG) bash scripts/install.sh engine
 	mkdir -p $(PGRX_TEST_DIR)
 	if [ "$$(id -u)" = 0 ]; then chown postgres $(PGRX_TEST_DIR); \
 	  cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DIR)/data; \
@@ -62,6 +65,11 @@ demo: install web
 stop:
 	bash scripts/web.sh stop .demo
 	bash scripts/pgcluster.sh stop .demo
+
+# A new connection that parses a literal, its backend's RSS and a parallel scan, beside pgvector
+# built from source into the same server (issue #15, point 1; a minute or two).
+bench-connect: install
+	bash bench/connect.sh
 
 # vs_hnsw against pgvector's figures with the team's harness (about 10 minutes).
 bench-ann: install

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Builds the extension in release mode and installs it into PostgreSQL 15's folders, with the
-# versioned SQL scripts from sql/ (upgrade scripts included).
+# Builds the extension in release mode and installs it into PostgreSQL 15's folders: the main
+# library, the engine library beside it (visual_search_engine.so: libtorch and the image
+# decoders, opened by a backend when it first embeds), the versioned SQL scripts from sql/
+# (upgrade scripts included) and the models. PG_CONFIG chooses the installation.
+#   scripts/install.sh          → all of it
+#   scripts/install.sh engine   → the engine library only (`make pgrx-test`: cargo pgrx test
+#                                 installs the main library itself)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -E "$@"; fi; }
+cargo build --release --quiet -p vs_engine
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+sudo_if install -m 755 "$target/release/libvisual_search_engine.so" "$("$PG_CONFIG" --pkglibdir)/visual_search_engine.so"
+[ "${1:-}" = engine ] && { echo "[install] engine library installed into $("$PG_CONFIG" --pkglibdir)"; exit 0; }
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 ext=$("$PG_CONFIG" --sharedir)/extension
 for f in sql/visual_search--*.sql; do [ -e "$f" ] && sudo_if install -m 644 "$f" "$ext/"; done

@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.regress
+# Two libraries (issue #15): the main one must link no libtorch, the engine library beside it does.
+lib=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --pkglibdir)
+if readelf -d "$lib/visual_search.so" | grep -E 'NEEDED.*(libtorch|libc10|libgomp)'; then
+  echo "regress: $lib/visual_search.so links libtorch; only visual_search_engine.so may" >&2; exit 1
+fi
+readelf -d "$lib/visual_search_engine.so" | grep -q 'NEEDED.*libtorch' || { echo "regress: no engine library in $lib" >&2; exit 1; }
 bash scripts/pgcluster.sh start "$dir" >/dev/null
 trap 'bash scripts/pgcluster.sh stop "$dir"' EXIT
 read -r host port < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conninfo")
@@ -11,7 +17,17 @@ schedule=pg_test/schedule
 mkdir -p "$dir/out"
 # Test data where the server (user postgres) can read it, at a fixed path so that error messages
 # in the expected output do not depend on where the checkout is; broken models made from the tiny one.
-data=/tmp/visual_search_regress/data
+# VS_REGRESS_TMP moves it (for a second checkout running beside the first): the cases are then run
+# from a copy with the path replaced, and a path of the same length keeps psql's tables aligned.
+fixed=/tmp/visual_search_regress
+tmp=${VS_REGRESS_TMP:-$fixed}
+inputdir=pg_test
+if [ "$tmp" != "$fixed" ]; then
+  inputdir=$dir/pg_test
+  rm -rf "$inputdir"; cp -r pg_test "$inputdir"
+  sed -i "s#$fixed#$tmp#g" "$inputdir"/sql/*.sql "$inputdir"/expected/*.out
+fi
+data=$tmp/data
 rm -rf "$data"; mkdir -p "$data"; cp -r pg_test/data/. "$data/"
 python3 - "$data/models" <<'PY'
 import hashlib, json, os, shutil, sys
@@ -53,8 +69,8 @@ python3 scripts/fashion_mnist.py --limit 100 | psql "$conninfo dbname=vs_train_s
 cargo run --release --quiet -p vs_train --bin train -- --query "SELECT image, category FROM products WHERE split = 'train'" \
   --conninfo "$conninfo dbname=vs_train_src" --width 0.0625 --batch-norm --epochs 1 --max-steps 3 --no-augment \
   --quiet --out "$data/models" --name trained-from-sql >/dev/null
-chmod -R a+rX /tmp/visual_search_regress
+chmod -R a+rX "$tmp"
 export VS_TEST_DATA=$data
-"$PGXS/../test/regress/pg_regress" --inputdir=pg_test --outputdir="$dir/out" \
-  --bindir=/usr/lib/postgresql/15/bin --host="$host" --port="$port" --user=postgres \
+"$PGXS/../test/regress/pg_regress" --inputdir="$inputdir" --outputdir="$dir/out" \
+  --bindir="$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)" --host="$host" --port="$port" --user=postgres \
   --dbname=vs_regress --schedule="$schedule" || { cat "$dir/out/regression.diffs" 2>/dev/null | head -200; exit 1; }

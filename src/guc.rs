@@ -11,6 +11,9 @@ pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(4);
 /// Where models are read from. Superuser only: it decides which files the server loads.
 pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The engine library a backend opens when it first embeds an image. Superuser only: it decides
+/// which code the server loads.
+pub static ENGINE_LIBRARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"$libdir/visual_search_engine.so"));
 pub static DEFAULT_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"fashion-vgg16"));
 pub static DEVICE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"auto"));
 pub static HALF_PRECISION: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -92,6 +95,14 @@ pub fn init() {
         c"Directory of the models (<name>/manifest.json and <name>/*.safetensors).",
         c"Empty means the models installed with the extension, in the share directory's visual_search/models.",
         &MODEL_DIR,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"visual_search.engine_library",
+        c"The embedding engine library (libtorch and the image decoders), opened when a backend first embeds an image.",
+        c"$libdir is PostgreSQL's package library directory. A backend that has opened the engine keeps it.",
+        &ENGINE_LIBRARY,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -1,9 +1,10 @@
 //! visual_search: a PostgreSQL extension that makes a product catalogue visually searchable.
 //!
 //! The PostgreSQL glue over the crates of crates/: `types` the vector types (over `vs_vector`),
-//! `index` the vs_hnsw access method (over `vs_hnsw`), `embed` image_embed (over `vs_embed`),
-//! `guc` the settings, `glue` what they share (errors with SQLSTATEs, the thread pool). The SQL objects are declared by hand in
-//! `sql/visual_search.sql` (pulled in below), which binds the Rust functions by symbol.
+//! `index` the vs_hnsw access method (over `vs_hnsw`), `embed` image_embed (over the engine
+//! library, opened on first use: this library links no libtorch), `guc` the settings, `glue`
+//! what they share (errors with SQLSTATEs, the thread pool). The SQL objects are declared by
+//! hand in `sql/visual_search.sql` (pulled in below), which binds the Rust functions by symbol.
 
 use pgrx::prelude::*;
 

@@ -10,8 +10,8 @@ mod tests {
     #[pg_test]
     fn libtorch_convolution_runs_inside_a_backend() {
         // A 4×4 ramp 0..15 convolved with a 3×3 kernel of ones (no padding) gives four sums of
-        // 3×3 windows: 45, 54, 81, 90.
-        assert_eq!(crate::embed::torch::conv_smoke(), 270.0);
+        // 3×3 windows: 45, 54, 81, 90. Through the engine library, which `make pgrx-test`
+        // installs beside the main library.
         let via_sql = Spi::get_one::<f64>("SELECT visual_search.torch_smoke()").unwrap().unwrap();
         assert_eq!(via_sql, 270.0);
     }

@@ -1,5 +1,6 @@
-//! image_embed and the model functions: `vs_embed` glued to SQL (`sql`), and libtorch's
-//! threads in a backend (`torch`).
+//! image_embed and the model functions: the SQL functions (`sql`), the engine library that does
+//! the work, opened on first use (`engine`), and libtorch's checks through it (`torch`).
 
+pub mod engine;
 pub mod sql;
 pub mod torch;

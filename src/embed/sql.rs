@@ -1,26 +1,20 @@
 //! SQL entry points of the image → vector path: `image_embed` (one image or an array), the list
-//! of installed models. Models are loaded lazily, once per backend, and cached.
+//! of installed models. The work is the engine library's (`engine`), opened on the first call;
+//! it loads each model once per backend and caches it. Listing models reads only manifests.
 
-use crate::glue::error::error;
+use super::engine::{self, Call};
+use crate::glue::error;
 use crate::guc;
 use crate::types::datum::Vector;
 use pgrx::prelude::*;
 use pgrx::PgMemoryContexts;
-use pgrx::PgSqlErrorCode::{self, *};
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::path::PathBuf;
-use std::rc::Rc;
-use std::time::Instant;
-use vs_embed::decode::{DecodeError, DecodeLimits};
-use vs_embed::manifest::{Manifest, ModelError};
-use vs_embed::model::{parse_device, Cache, Model};
-use vs_embed::preprocess::PrepError;
-use vs_embed::{embed_images_timed, EmbedError, Timings};
+use vs_engine_api::manifest::Manifest;
 
 thread_local! {
-    static MODELS: RefCell<Cache> = RefCell::new(Cache::new());
     /// Images that went through the network in this backend.
-    static IMAGES_EMBEDDED: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+    static IMAGES_EMBEDDED: Cell<i64> = const { Cell::new(0) };
 }
 
 /// `visual_search.model_dir`, or `<sharedir>/visual_search/models`.
@@ -35,124 +29,30 @@ pub fn model_dir() -> PathBuf {
     PathBuf::from(share).join("visual_search").join("models")
 }
 
-fn model_error(e: ModelError) -> ! {
-    let code: PgSqlErrorCode = match &e {
-        ModelError::BadName(_) => ERRCODE_INVALID_NAME,
-        ModelError::Unknown { .. } => ERRCODE_UNDEFINED_OBJECT,
-        ModelError::Manifest { .. } => ERRCODE_CONFIG_FILE_ERROR,
-        ModelError::WeightsMissing(_) => ERRCODE_UNDEFINED_FILE,
-        ModelError::WeightsCorrupt { .. } | ModelError::ShaMismatch { .. } => ERRCODE_DATA_CORRUPTED,
-        ModelError::Device(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        ModelError::Torch(_) => ERRCODE_INTERNAL_ERROR,
-        ModelError::Cancelled => cancelled(),
-    };
-    error(code, e.to_string())
+fn model_name(model: Option<&str>) -> String {
+    model.map(str::to_string).unwrap_or_else(|| guc::string(&guc::DEFAULT_MODEL, "fashion-vgg16"))
 }
 
-fn image_error(index: Option<usize>, code: PgSqlErrorCode, msg: String) -> ! {
-    match index {
-        Some(i) => error(code, format!("image {} of the array: {msg}", i + 1)),
-        None => error(code, msg),
-    }
-}
-
-/// Where a limit applies only because a superuser's ceiling is below the role's own setting,
-/// the message says so.
-fn capped(setting: &pgrx::guc::GucSetting<i32>, ceiling: &pgrx::guc::GucSetting<i32>, name: &str) -> String {
-    if setting.get() > ceiling.get() {
-        format!(", capped by visual_search.{name}_ceiling")
-    } else {
-        String::new()
-    }
-}
-
-fn decode_error(index: Option<usize>, e: DecodeError) -> ! {
-    let (code, note) = match e {
-        DecodeError::TooManyBytes { .. } => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_BYTES, &guc::MAX_IMAGE_BYTES_CEILING, "max_image_bytes")),
-        DecodeError::TooManyPixels { .. } => {
-            (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_PIXELS, &guc::MAX_IMAGE_PIXELS_CEILING, "max_image_pixels"))
-        }
-        _ => (ERRCODE_INVALID_BINARY_REPRESENTATION, String::new()),
-    };
-    image_error(index, code, format!("{e}{note}"))
-}
-
-fn prepare_error(index: Option<usize>, e: PrepError) -> ! {
-    match e {
-        PrepError::TooManyPixels { width, height, max } => image_error(
-            index,
-            ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("image resizes to {width}x{height} pixels for the model, more than visual_search.max_image_pixels ({max})"),
-        ),
-        PrepError::OutOfMemory { bytes } => image_error(index, ERRCODE_OUT_OF_MEMORY, format!("out of memory: {bytes} bytes for a resized image")),
-        PrepError::Cancelled => cancelled(),
-    }
-}
-
-/// True once a cancel, a statement timeout or a termination is pending (PostgreSQL's signal
-/// handlers set these flags): asked while the pool decodes and before every layer.
-fn interrupt_pending() -> bool {
-    unsafe {
-        std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::QueryCancelPending)) != 0 || std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::ProcDiePending)) != 0
-    }
-}
-
-/// Work stopped for a pending interrupt: PostgreSQL raises its own error for it (57014 with the
-/// cancel's or the timeout's message, or FATAL for a termination).
-fn cancelled() -> ! {
-    pg_sys::check_for_interrupts!();
-    // Interrupts held off here: the work is abandoned all the same.
-    error(ERRCODE_QUERY_CANCELED, "canceling statement due to user request")
-}
-
-/// The model `name` (or the default model) for the current device settings, loaded on first use.
-pub fn model(name: Option<&str>) -> Rc<Model> {
-    let name = name.map(str::to_string).unwrap_or_else(|| guc::string(&guc::DEFAULT_MODEL, "fashion-vgg16"));
-    let dir = model_dir();
-    let device_setting = guc::string(&guc::DEVICE, "auto");
-    let device = parse_device(&device_setting).unwrap_or_else(|e| model_error(e));
-    let half = guc::HALF_PRECISION.get() && device != tch::Device::Cpu;
-    let key = (dir.to_string_lossy().into_owned(), name.clone(), format!("{device:?}"), half);
-    if let Some(m) = MODELS.with(|c| c.borrow().get(&key).cloned()) {
-        return m;
-    }
-    super::torch::configure_threads();
-    let t = Instant::now();
-    let (manifest, weights) = Manifest::load(&dir, &name).unwrap_or_else(|e| model_error(e));
-    let m = Rc::new(Model::load(manifest, &weights, device, half).unwrap_or_else(|e| model_error(e)));
-    debug1!(
-        "visual_search: loaded model \"{name}\" from {} in {} ms: {} parameters, {:.1} MB on {device:?}{}",
-        weights.display(),
-        t.elapsed().as_millis(),
-        m.parameters,
-        m.bytes as f64 / 1e6,
-        if half { " (half precision)" } else { "" }
-    );
-    MODELS.with(|c| c.borrow_mut().insert(key, m.clone()));
-    m
-}
-
-fn limits() -> DecodeLimits {
-    let (max_bytes, max_pixels) = guc::image_limits();
-    DecodeLimits { max_bytes, max_pixels }
+/// This backend's settings for a call of the engine with `model` (or the default model).
+pub fn call(model: Option<&str>) -> Call {
+    Call::new(model_dir().to_string_lossy().into_owned(), model_name(model))
 }
 
 fn embed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> Vec<Vec<f32>> {
     embed_timed(images, model_name, in_array).0
 }
 
-fn embed_timed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> (Vec<Vec<f32>>, Timings) {
-    let m = model(model_name);
-    super::torch::configure_threads();
-    match embed_images_timed(&m, images, &limits(), &crate::glue::pool(guc::threads()), &interrupt_pending) {
-        Ok(v) => {
+/// Vectors and the milliseconds of decode, preprocess and forward (model loading not counted).
+fn embed_timed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> (Vec<Vec<f32>>, [f64; 3]) {
+    match engine::embed(&call(model_name), images) {
+        Ok(e) => {
+            if let Some(note) = e.note {
+                debug1!("visual_search: {note}");
+            }
             IMAGES_EMBEDDED.with(|n| n.set(n.get() + images.len() as i64));
-            v
+            (e.vectors, e.timings)
         }
-        Err(EmbedError::Decode(i, e)) => decode_error(in_array.then_some(i), e),
-        Err(EmbedError::Prepare(i, e)) => prepare_error(in_array.then_some(i), e),
-        Err(EmbedError::Model(e)) => model_error(e),
-        Err(EmbedError::Cancelled) => cancelled(),
+        Err(f) => error::engine(f.status, f.image, &f.message, in_array),
     }
 }
 
@@ -168,7 +68,7 @@ struct LastCall {
 /// such as pg_read_binary_file(), PostgreSQL evaluates the call once per row with the same
 /// bytes; comparing bytes is microseconds where running the network is milliseconds.
 fn embed_one(fcinfo: pg_sys::FunctionCallInfo, image: &[u8], model: Option<&str>) -> Vector<f32> {
-    let name = model.map(str::to_string).unwrap_or_else(|| guc::string(&guc::DEFAULT_MODEL, "fashion-vgg16"));
+    let name = model_name(model);
     let model = Some(name.as_str());
     unsafe {
         let flinfo = (*fcinfo).flinfo;
@@ -223,15 +123,14 @@ fn image_embed_array_model(images: Array<&[u8]>, model: &str) -> crate::types::d
 #[pg_extern(sql = false)]
 fn embed_profile(images: Array<&[u8]>, model_name: &str) -> TableIterator<'static, (name!(stage, String), name!(ms, f64))> {
     let all: Vec<&[u8]> = images.iter().flatten().collect();
-    model(Some(model_name));
     let (_, t) = embed_timed(&all, Some(model_name), true);
-    TableIterator::new(vec![("decode".to_string(), t.decode_ms), ("preprocess".to_string(), t.preprocess_ms), ("forward".to_string(), t.forward_ms)])
+    TableIterator::new(vec![("decode".to_string(), t[0]), ("preprocess".to_string(), t[1]), ("forward".to_string(), t[2])])
 }
 
 /// What this backend has done: images embedded, models loaded and cached.
 #[pg_extern(sql = false)]
 fn backend_stats() -> TableIterator<'static, (name!(images_embedded, i64), name!(models_loaded, i32))> {
-    let models = MODELS.with(|c| c.borrow().len() as i32);
+    let models = engine::models_loaded() as i32;
     TableIterator::once((IMAGES_EMBEDDED.with(|n| n.get()), models))
 }
 

@@ -1,9 +1,12 @@
-//! Maps vector errors to PostgreSQL errors with the SQLSTATE the server itself uses for the
-//! same kind of problem (22P02 for bad literals, 22003 for out-of-range values, ...).
+//! Maps vector errors and the embedding engine's statuses to PostgreSQL errors with the
+//! SQLSTATE the server itself uses for the same kind of problem (22P02 for bad literals, 22003
+//! for out-of-range values, 54000 for limits, ...).
 
+use crate::guc;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode::*;
+use pgrx::PgSqlErrorCode::{self, *};
+use vs_engine_api::abi::Status;
 use vs_vector::text::{VecError, MAX_DIM};
 
 pub fn raise(e: VecError, type_name: &str, input: Option<&str>) -> ! {
@@ -28,4 +31,46 @@ pub fn raise(e: VecError, type_name: &str, input: Option<&str>) -> ! {
 pub fn error(code: PgSqlErrorCode, msg: impl Into<String>) -> ! {
     ErrorReport::new(code, msg.into(), "visual_search").report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
+}
+
+/// Work stopped for a pending interrupt: PostgreSQL raises its own error for it (57014 with the
+/// cancel's or the timeout's message, or FATAL for a termination).
+pub fn cancelled() -> ! {
+    pg_sys::check_for_interrupts!();
+    // Interrupts held off here: the work is abandoned all the same.
+    error(ERRCODE_QUERY_CANCELED, "canceling statement due to user request")
+}
+
+/// Where a limit applies only because a superuser's ceiling is below the role's own setting,
+/// the message says so.
+fn capped(setting: &pgrx::guc::GucSetting<i32>, ceiling: &pgrx::guc::GucSetting<i32>, name: &str) -> String {
+    if setting.get() > ceiling.get() {
+        format!(", capped by visual_search.{name}_ceiling")
+    } else {
+        String::new()
+    }
+}
+
+/// Raises what the embedding engine answered: `message` is its text, `image` the image of the
+/// batch it is about (named in the message when the call took an array).
+pub fn engine(status: Status, image: Option<usize>, message: &str, in_array: bool) -> ! {
+    let (code, note): (PgSqlErrorCode, String) = match status {
+        Status::Cancelled => cancelled(),
+        Status::ImageTooManyBytes => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_BYTES, &guc::MAX_IMAGE_BYTES_CEILING, "max_image_bytes")),
+        Status::ImageTooManyPixels => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_PIXELS, &guc::MAX_IMAGE_PIXELS_CEILING, "max_image_pixels")),
+        Status::ImageInvalid => (ERRCODE_INVALID_BINARY_REPRESENTATION, String::new()),
+        Status::ResizedTooLarge => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, String::new()),
+        Status::OutOfMemory => (ERRCODE_OUT_OF_MEMORY, String::new()),
+        Status::ModelBadName => (ERRCODE_INVALID_NAME, String::new()),
+        Status::ModelUnknown => (ERRCODE_UNDEFINED_OBJECT, String::new()),
+        Status::ModelManifest => (ERRCODE_CONFIG_FILE_ERROR, String::new()),
+        Status::WeightsMissing => (ERRCODE_UNDEFINED_FILE, String::new()),
+        Status::WeightsCorrupt => (ERRCODE_DATA_CORRUPTED, String::new()),
+        Status::Device => (ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, String::new()),
+        Status::Torch | Status::Internal | Status::Ok => (ERRCODE_INTERNAL_ERROR, String::new()),
+    };
+    match image.filter(|_| in_array) {
+        Some(i) => error(code, format!("image {} of the array: {message}{note}", i + 1)),
+        None => error(code, format!("{message}{note}")),
+    }
 }

@@ -1,4 +1,4 @@
-//! The thread pool of a backend (image decoding, vs_hnsw builds).
+//! The thread pool of a backend (vs_hnsw builds; the engine library has its own for decoding).
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +14,11 @@ pub fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
         return p.clone();
     }
     let p = Arc::new(
-        vs_embed::tasks::pool_builder(threads)
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("visual_search-{i}"))
+            // A task that panics must not abort the backend (rayon's default handler would).
+            .panic_handler(|_| {})
             .start_handler(|_| unsafe {
                 let mut all: libc::sigset_t = std::mem::zeroed();
                 libc::sigfillset(&mut all);

@@ -81,7 +81,11 @@ impl<'a, T: SqlScalar> FromDatum for VecRef<'a, T> {
             return None;
         }
         unsafe {
-            let mut p = pg_sys::pg_detoast_datum(datum.cast_mut_ptr::<pg_sys::varlena>()) as *const u8;
+            let raw = datum.cast_mut_ptr::<pg_sys::varlena>();
+            // A plain value with a 4-byte header (every stored vector under ≈ 2 kB) is read in
+            // place: pg_detoast_datum would only hand it back, through pgrx's guard of every call
+            // into PostgreSQL (a sigsetjmp each), once per row and operand of a distance.
+            let mut p = if pgrx::varlena::varatt_is_4b_u(raw) { raw as *const u8 } else { pg_sys::pg_detoast_datum(raw) as *const u8 };
             let size = pgrx::varlena::varsize_any(p.cast());
             // Datums in a tuple are 4-byte aligned by the type's alignment; anything else is copied.
             if !(p as usize).is_multiple_of(4) {

@@ -7,18 +7,8 @@
 //! the ones torchvision would feed it.
 
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Preprocess {
-    /// Resize so that the shorter side has this length (torchvision's `Resize(int)`); none keeps
-    /// the image as it is.
-    pub resize: Option<u32>,
-    /// Centre crop to a square of this side; none keeps the whole (resized) image.
-    pub crop: Option<u32>,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-}
+pub use vs_engine_api::manifest::Preprocess;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 

@@ -1,4 +1,5 @@
-// Bakes libtorch's folder into the library's run path, so that a server started without
+// Bakes libtorch's folder into the run path of what links it (vs_embed's tests, vs_train, the
+// engine library; never the extension's main library), so that a server started without
 // LD_LIBRARY_PATH (and any test binary) finds libtorch_cpu.so. A build.rs survives a RUSTFLAGS
 // override, which .cargo/config.toml rustflags would not.
 fn main() {
