@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vs_hnsw on fashion-mnist-784 with the team's harness (../shared/bench/ann_bench.py), in the
 # settings pgvector's baseline was measured with (../shared/reference/pgvector-baseline.md).
-#   bash bench/ann.sh [search|insert|all]    → bench/results/ann-*.json, and a table on stdout
+#   bash bench/ann.sh [search|insert|all|quantized]    → bench/results/ann-*.json, and a table on stdout
+# (quantized: the same search on WITH (quantize = on), RaBitQ codes reranked from the table)
 # The cluster lives in /tmp/vs_ann (kept between runs; `scripts/pgcluster.sh destroy /tmp/vs_ann`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,5 +41,13 @@ fi
 if [ "$what" = insert ] || [ "$what" = all ]; then
   python3 "$shared/ann_bench.py" insert "${common[@]}" --label vs_hnsw-insert \
     --verify-set-sql "SET vs_hnsw.ef_search = 40" --json "$out/ann-insert.json"
+fi
+if [ "$what" = quantized ]; then
+  q=("${common[@]}")
+  q[${#q[@]}-1]="CREATE INDEX ON {table} USING vs_hnsw ({column} embedding_l2_ops) WITH (m = 16, ef_construction = 64, quantize = on)"
+  python3 "$shared/ann_bench.py" search "${q[@]}" --label vs_hnsw-quantized --require-index \
+    --set-sql "SET vs_hnsw.ef_search = {value}" --values 10,20,30,40,80,160,320 \
+    --reuse-table --json "$out/ann-search-quantized.json"
+  exit
 fi
 python3 bench/ann_report.py

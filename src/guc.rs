@@ -29,7 +29,7 @@ pub static MAX_IMAGE_BYTES_CEILING: GucSetting<i32> = GucSetting::<i32>::new(50 
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
-pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(40);
+pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -62,11 +62,11 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"vs_hnsw.rerank",
-        c"Candidates a scan of a quantized vs_hnsw index reads from the table to order them by exact distance, at a time.",
-        c"A scan returns its best candidates by estimate in groups of this many, each in exact distance order: at least the query's LIMIT keeps its rows in exact order.",
+        c"Candidates a scan of a quantized vs_hnsw index reads from the table at a time to order them by exact distance; 0: its whole beam (vs_hnsw.ef_search).",
+        c"A scan returns its candidates, best estimates first, in groups of this many, each in exact distance order. Smaller groups read fewer rows for a small LIMIT; a LIMIT beyond the group may miss rows of the next one.",
         &RERANK,
-        1,
-        1000,
+        0,
+        10_000,
         GucContext::Userset,
         GucFlags::default(),
     );
