@@ -26,7 +26,7 @@ lint: setup
 # The crates' own tests (crates/vector and crates/hnsw without libtorch), then the extension's
 # tests that need no server.
 unit-test: setup
-	cargo test -p vs_vector -p vs_hnsw -p vs_rabitq -p vs_fashion -p vs_engine_api -p vs_embed -p vs_engine -p vs_train
+	cargo test -p vs_vector -p vs_hnsw -p vs_rabitq -p vs_pool -p vs_fashion -p vs_engine_api -p vs_embed -p vs_engine -p vs_train
 	cargo test -p visual_search --lib -- --skip pg_tests::
 	cargo test --release -p visual_search_web
 

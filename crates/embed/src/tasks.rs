@@ -8,9 +8,7 @@ use std::time::Duration;
 
 /// A pool `run` can use: a task that panics is reported by `run` as missing, where rayon's
 /// default handler would abort the process.
-pub fn pool_builder(threads: usize) -> rayon::ThreadPoolBuilder {
-    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).thread_name(|i| format!("visual_search-{i}")).panic_handler(|_| {})
-}
+pub use vs_pool::builder as pool_builder;
 
 /// How often a waiting backend asks `cancel`.
 const POLL: Duration = Duration::from_millis(10);
