@@ -62,7 +62,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"vs_hnsw.rerank",
-        c"Candidates a scan of a quantized vs_hnsw index reads from the table at a time to order them by exact distance; 0: its whole beam (vs_hnsw.ef_search).",
+        c"Candidates a scan of a quantized vs_hnsw index reads from the table at a time to order them by exact distance; 0: the index's rerank option, else its whole beam (vs_hnsw.ef_search).",
         c"A scan returns its candidates, best estimates first, in groups of this many, each in exact distance order. Smaller groups read fewer rows for a small LIMIT; a LIMIT beyond the group may miss rows of the next one.",
         &RERANK,
         0,

@@ -23,6 +23,7 @@ CREATE TABLE qz_wide (e embedding(40000));
 SELECT outcome('CREATE INDEX ON qz_wide USING vs_hnsw (e embedding_l2_ops) WITH (quantize = on)');
 SELECT outcome('CREATE INDEX ON qz USING vs_hnsw ((e::real[]::embedding(2400)) embedding_l2_ops) WITH (quantize = on)');
 SELECT outcome('SET vs_hnsw.rerank = -1');
+SELECT outcome('CREATE INDEX ON qz USING vs_hnsw (e embedding_l2_ops) WITH (quantize = on, rerank = 20000)');
 
 -- Recall@10 against the exact answer, for each opclass, at the defaults (ef_search 40, the
 -- whole beam reranked); inner products of vectors of unequal norms need a wider beam, as without codes.
@@ -58,6 +59,14 @@ SELECT bool_and(d >= lag_d) AS exact_order FROM (
     SELECT row_number() OVER () AS n, e <-> (SELECT e FROM qz WHERE id = 7) AS d
     FROM (SELECT e FROM qz ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 30) s) t) u;
 SELECT id FROM qz ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 1;
+-- the rerank depth from the index's option, and the setting over it (groups of 5, of 3): the
+-- nearest row still comes first
+ALTER INDEX qz_e SET (rerank = 5);
+SELECT id FROM qz ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 1;
+SET vs_hnsw.rerank = 3;
+SELECT id FROM qz ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 1;
+RESET vs_hnsw.rerank;
+ALTER INDEX qz_e RESET (rerank);
 -- rows filtered away: the iterative scan goes on until LIMIT rows are found
 SELECT count(*) FROM (SELECT id FROM qz WHERE id % 10 = 3 ORDER BY e <-> (SELECT e FROM qz WHERE id = 7) LIMIT 50) s;
 

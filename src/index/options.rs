@@ -1,5 +1,5 @@
-//! The index's options: `m`, `ef_construction` and `quantize` (reloptions registered at load
-//! time).
+//! The index's options: `m`, `ef_construction`, `quantize` and `rerank` (reloptions registered
+//! at load time).
 
 use crate::glue::error::error;
 use pgrx::pg_sys;
@@ -12,6 +12,7 @@ pub struct Options {
     pub m: i32,
     pub ef_construction: i32,
     pub quantize: bool,
+    pub rerank: i32,
 }
 
 static mut RELOPT_KIND: pg_sys::relopt_kind::Type = 0;
@@ -45,6 +46,15 @@ pub fn init() {
             false,
             pg_sys::AccessExclusiveLock as i32,
         );
+        pg_sys::add_int_reloption(
+            RELOPT_KIND,
+            c"rerank".as_ptr(),
+            c"A quantized index's scans read candidates from the table this many at a time (0: the whole beam); vs_hnsw.rerank overrides it.".as_ptr(),
+            0,
+            0,
+            10_000,
+            pg_sys::ShareUpdateExclusiveLock as i32,
+        );
     }
 }
 
@@ -61,6 +71,11 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             optname: c"quantize".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_BOOL,
             offset: std::mem::offset_of!(Options, quantize) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"rerank".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(Options, rerank) as i32,
         },
     ];
     unsafe {
@@ -82,4 +97,14 @@ pub unsafe fn options(index: pg_sys::Relation) -> (u32, u32) {
 pub unsafe fn quantize(index: pg_sys::Relation) -> bool {
     let opts = unsafe { (*index).rd_options as *const Options };
     !opts.is_null() && unsafe { (*opts).quantize }
+}
+
+/// The index's `rerank` (0: not set).
+pub unsafe fn rerank(index: pg_sys::Relation) -> usize {
+    let opts = unsafe { (*index).rd_options as *const Options };
+    if opts.is_null() {
+        0
+    } else {
+        unsafe { (*opts).rerank.max(0) as usize }
+    }
 }

@@ -87,14 +87,16 @@ unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, ef: usize
         if meta.quant.is_none() {
             return (tids, n);
         }
-        // In groups of vs_hnsw.rerank (0: the whole beam), best estimates first. Groups of 40
+        // In groups of vs_hnsw.rerank, else of the index's `rerank` (0 both: the whole beam), best
+        // estimates first. Groups of 40
         // under a beam of 320 held recall@10 at 0.986 on fashion-mnist-784, where the true
         // nearest fell into later groups; the whole beam lets ef_search trade speed for recall
         // as without codes. The detoasted vectors (100 KB each at 25,088 dimensions) live only
         // as long as one group's rerank.
-        let group = match guc::RERANK.get() {
-            0 => tids.len().max(1),
-            n => n as usize,
+        let group = match (guc::RERANK.get(), super::options::rerank((*scan).indexRelation)) {
+            (0, 0) => tids.len().max(1),
+            (0, n) => n,
+            (n, _) => n as usize,
         };
         let mut out = Vec::with_capacity(tids.len());
         for chunk in tids.chunks(group) {
