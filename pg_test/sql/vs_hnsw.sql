@@ -17,26 +17,7 @@ SELECT outcome('CREATE INDEX ON hn_items USING vs_hnsw (e, h)');
 
 -- Recall@10 against the exact answer, for each opclass, at ef_search 40 (the default); inner
 -- products of vectors of unequal norms are no metric, and need a wider beam (100) for it.
-CREATE FUNCTION hn_recall(col text, op text, opclass text, ef int) RETURNS numeric LANGUAGE plpgsql AS $$
-DECLARE hits int := 0; r record; exact int[]; approx int[];
-BEGIN
-  PERFORM set_config('vs_hnsw.ef_search', ef::text, true);
-  EXECUTE format('CREATE INDEX idx ON hn_items USING vs_hnsw (%I %s) WITH (m = 8, ef_construction = 32)', col, opclass);
-  FOR r IN SELECT q, v FROM hn_queries LOOP
-    SET LOCAL enable_indexscan = off;
-    EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM hn_items ORDER BY %I %s $1::%s LIMIT 10) s',
-                   col, op, CASE col WHEN 'e' THEN 'embedding' ELSE 'halfembedding' END) INTO exact USING r.v::embedding::text;
-    SET LOCAL enable_indexscan = on;
-    SET LOCAL enable_seqscan = off;
-    EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM hn_items ORDER BY %I %s $1::%s LIMIT 10) s',
-                   col, op, CASE col WHEN 'e' THEN 'embedding' ELSE 'halfembedding' END) INTO approx USING r.v::embedding::text;
-    SET LOCAL enable_seqscan = on;
-    hits := hits + (SELECT count(*) FROM unnest(approx) a WHERE a = ANY (exact));
-  END LOOP;
-  DROP INDEX idx;
-  RETURN hits / 200.0;
-END $$;
-SELECT col, op, hn_recall(col, op, opclass, ef) >= 0.95 AS recall_ok
+SELECT col, op, index_recall('hn_items', 'hn_queries', col, op, opclass, 'm = 8, ef_construction = 32', ef) >= 0.95 AS recall_ok
 FROM (VALUES ('e', '<->', 'embedding_l2_ops', 40), ('e', '<#>', 'embedding_ip_ops', 100), ('e', '<=>', 'embedding_cosine_ops', 40),
              ('h', '<->', 'halfembedding_l2_ops', 40), ('h', '<#>', 'halfembedding_ip_ops', 100), ('h', '<=>', 'halfembedding_cosine_ops', 40)) t(col, op, opclass, ef);
 RESET vs_hnsw.ef_search;

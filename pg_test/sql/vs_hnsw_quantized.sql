@@ -27,24 +27,7 @@ SELECT outcome('CREATE INDEX ON qz USING vs_hnsw (e embedding_l2_ops) WITH (quan
 
 -- Recall@10 against the exact answer, for each opclass, at the defaults (ef_search 40, the
 -- whole beam reranked); inner products of vectors of unequal norms need a wider beam, as without codes.
-CREATE FUNCTION qz_recall(col text, op text, opclass text, ef int) RETURNS numeric LANGUAGE plpgsql AS $$
-DECLARE hits int := 0; r record; exact int[]; approx int[]; typ text := CASE col WHEN 'e' THEN 'embedding' ELSE 'halfembedding' END;
-BEGIN
-  PERFORM set_config('vs_hnsw.ef_search', ef::text, true);
-  EXECUTE format('CREATE INDEX idx ON qz USING vs_hnsw (%I %s) WITH (quantize = on)', col, opclass);
-  FOR r IN SELECT q, v FROM qz_queries LOOP
-    SET LOCAL enable_indexscan = off;
-    EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM qz ORDER BY %I %s $1::%s LIMIT 10) s', col, op, typ) INTO exact USING r.v::embedding::text;
-    SET LOCAL enable_indexscan = on;
-    SET LOCAL enable_seqscan = off;
-    EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM qz ORDER BY %I %s $1::%s LIMIT 10) s', col, op, typ) INTO approx USING r.v::embedding::text;
-    SET LOCAL enable_seqscan = on;
-    hits := hits + (SELECT count(*) FROM unnest(approx) a WHERE a = ANY (exact));
-  END LOOP;
-  DROP INDEX idx;
-  RETURN hits / 200.0;
-END $$;
-SELECT col, op, qz_recall(col, op, opclass, ef) >= 0.95 AS recall_ok
+SELECT col, op, index_recall('qz', 'qz_queries', col, op, opclass, 'quantize = on', ef) >= 0.95 AS recall_ok
 FROM (VALUES ('e', '<->', 'embedding_l2_ops', 40), ('e', '<#>', 'embedding_ip_ops', 100), ('e', '<=>', 'embedding_cosine_ops', 40),
              ('h', '<->', 'halfembedding_l2_ops', 40), ('h', '<#>', 'halfembedding_ip_ops', 100), ('h', '<=>', 'halfembedding_cosine_ops', 40)) t(col, op, opclass, ef);
 RESET vs_hnsw.ef_search;
@@ -91,4 +74,3 @@ SET enable_seqscan = off;
 SELECT id FROM qz_empty ORDER BY e <-> (SELECT e FROM qz WHERE id = 151) LIMIT 1;
 RESET enable_seqscan;
 DROP TABLE qz, qz_queries, qz_wide, qz_empty;
-DROP FUNCTION qz_recall;
