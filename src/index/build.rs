@@ -257,11 +257,9 @@ unsafe extern "C-unwind" fn add_to_mean<T: SqlScalar>(
     unsafe {
         let st = &mut *(state as *mut Mean<T>);
         let Some(v) = prepare::<T>(*values, *isnull, &st.meta) else { return };
-        if st.meta.dim == 0 {
-            st.meta.dim = v.len() as u32;
-            st.sum = vec![0.0; v.len()];
-        }
         if st.sum.is_empty() {
+            // The first row: its length is the dimension the others are checked against.
+            st.meta.dim = v.len() as u32;
             st.sum = vec![0.0; v.len()];
         }
         st.sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x.to_f32() as f64);
