@@ -8,8 +8,9 @@
 //! ..  the vector (dim × 4 or 2 bytes)
 //! ```
 //! A neighbour list per layer 0..=level: `count: u16`, `unused: u16`, then `capacity(layer, m)`
-//! slots of (`block: u32`, `offset: u16`, `unused: u16`, `distance: f32`). The stored distance
-//! lets an insert replace a neighbour's farthest edge without reading any other vector.
+//! slots of (`block: u32`, `offset: u16`, `unused: u16`, `distance: f32`). The stored distances
+//! let an insert add an edge to a neighbour's list, and score a full one, without reading the
+//! neighbour's vector (`store::add_edge`).
 //! Vectors of many dimensions (2,000 f32 take 8,000 bytes) leave no room for the lists; these
 //! go into a tuple of their own, found through the location in the header, with an 8-byte
 //! header of which byte 7 is LISTS (so VACUUM tells the two kinds apart on a page).
@@ -212,26 +213,6 @@ pub fn set_neighbours(lists: &mut [u8], level: usize, m: usize, layer: usize, ns
     }
 }
 
-/// Adds an edge to `new` at distance `d`: into a free slot, else in place of the farthest
-/// neighbour when `new` is nearer (or always, with `force`). Returns whether the list changed.
-pub fn add_neighbour(lists: &mut [u8], level: usize, m: usize, layer: usize, new: Id, d: f32, force: bool) -> bool {
-    let mut ns: Vec<(Id, f32)> = neighbours(lists, level, m, layer).collect();
-    if ns.iter().any(|&(n, _)| n == new) {
-        return false;
-    }
-    if ns.len() < capacity(layer, m) {
-        ns.push((new, d));
-    } else {
-        let (far, &(_, fd)) = ns.iter().enumerate().max_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap();
-        if d >= fd && !force {
-            return false;
-        }
-        ns[far] = (new, d);
-    }
-    set_neighbours(lists, level, m, layer, &ns);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,25 +245,18 @@ mod tests {
     }
 
     #[test]
-    fn neighbour_lists_keep_the_nearest_within_capacity() {
+    fn neighbour_lists_hold_their_capacity_per_layer() {
+        // Adding and pruning edges is `store::add_edge`'s; the bytes keep what they are given.
         let (level, m) = (1, 2);
         let mut l = vec![0u8; lists_size(level, m)];
-        for (i, d) in [5.0, 1.0, 3.0, 4.0].into_iter().enumerate() {
-            assert!(add_neighbour(&mut l, level, m, 0, id(1, i as u16 + 1), d, false));
-        }
-        assert!(!add_neighbour(&mut l, level, m, 0, id(1, 1), 0.5, false), "no duplicate edges");
-        assert!(!add_neighbour(&mut l, level, m, 0, id(2, 1), 9.0, false), "a farther node does not get in");
-        assert!(add_neighbour(&mut l, level, m, 0, id(2, 2), 2.0, false));
-        let mut got: Vec<f32> = neighbours(&l, level, m, 0).map(|(_, d)| d).collect();
-        got.sort_by(f32::total_cmp);
-        assert_eq!(got, [1.0, 2.0, 3.0, 4.0]);
-        assert!(add_neighbour(&mut l, level, m, 0, id(3, 3), 7.0, true), "forced in, in place of the farthest");
-        let mut got: Vec<f32> = neighbours(&l, level, m, 0).map(|(_, d)| d).collect();
-        got.sort_by(f32::total_cmp);
-        assert_eq!(got, [1.0, 2.0, 3.0, 7.0]);
+        let five: Vec<(Id, f32)> = [5.0, 1.0, 3.0, 4.0, 2.0].into_iter().enumerate().map(|(i, d)| (id(1, i as u16 + 1), d)).collect();
+        set_neighbours(&mut l, level, m, 0, &five);
+        assert_eq!(neighbours(&l, level, m, 0).collect::<Vec<_>>(), five[..4], "at most capacity (2m on layer 0), in order");
         assert_eq!(neighbours(&l, level, m, 1).count(), 0, "layers are independent");
         set_neighbours(&mut l, level, m, 1, &[(id(9, 9), 0.25)]);
         assert_eq!(neighbours(&l, level, m, 1).collect::<Vec<_>>(), [(id(9, 9), 0.25)]);
         assert_eq!(neighbours(&l, level, m, 0).count(), 4);
+        set_neighbours(&mut l, level, m, 0, &five[..1]);
+        assert_eq!(neighbours(&l, level, m, 0).collect::<Vec<_>>(), five[..1], "a shorter list replaces a longer one");
     }
 }
