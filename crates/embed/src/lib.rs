@@ -41,6 +41,9 @@ const CHUNK_BYTES: usize = 64 << 20;
 /// Network input pixels in one forward pass: four 224 × 224 images, so that no layer of one pass
 /// runs much past the 200 ms a cancel may wait (VGG16's widest layer is ~12 % of its time).
 const PASS_PIXELS: usize = 4 * 224 * 224;
+/// On a GPU a pass of 16 full-size images is milliseconds, and every pass is padded to this
+/// size (see `Model::forward`).
+const PASS_PIXELS_CUDA: usize = 16 * 224 * 224;
 
 type Prepared = ((Vec<f32>, u32, u32), f64, f64);
 
@@ -121,16 +124,15 @@ fn forward_grouped(model: &Model, mut inputs: Vec<(Vec<f32>, u32, u32)>, cancel:
     sizes.dedup();
     for (h, w) in sizes {
         let idx: Vec<usize> = (0..inputs.len()).filter(|&i| (inputs[i].1, inputs[i].2) == (h, w)).collect();
-        let per_pass = (PASS_PIXELS / (h as usize * w as usize).max(1)).clamp(1, 256);
-        for part in idx.chunks(per_pass) {
-            let batch: Vec<Vec<f32>> = part.iter().map(|&i| std::mem::take(&mut inputs[i].0)).collect();
-            let vecs = model.forward(&batch, h, w, cancel).map_err(|e| match e {
-                ModelError::Cancelled => EmbedError::Cancelled,
-                e => EmbedError::Model(e),
-            })?;
-            for (&i, v) in part.iter().zip(vecs) {
-                out[i] = Some(v);
-            }
+        let pixels = if model.device.is_cuda() { PASS_PIXELS_CUDA } else { PASS_PIXELS };
+        let per_pass = (pixels / (h as usize * w as usize).max(1)).clamp(1, 256);
+        let batch: Vec<Vec<f32>> = idx.iter().map(|&i| std::mem::take(&mut inputs[i].0)).collect();
+        let vecs = model.forward(&batch, h, w, per_pass, cancel).map_err(|e| match e {
+            ModelError::Cancelled => EmbedError::Cancelled,
+            e => EmbedError::Model(e),
+        })?;
+        for (&i, v) in idx.iter().zip(vecs) {
+            out[i] = Some(v);
         }
     }
     Ok(out.into_iter().map(|v| v.expect("every image was embedded")).collect())

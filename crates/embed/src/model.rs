@@ -80,6 +80,8 @@ pub struct Model {
     pub half: bool,
     pub parameters: usize,
     pub bytes: usize,
+    /// The fewest images a forward pass may hold: see `Model::least_per_pass`.
+    pub least_per_pass: usize,
     _vs: nn::VarStore,
     net: Vec<Layer>,
 }
@@ -140,12 +142,69 @@ impl Model {
             Ok::<(), ModelError>(())
         })?;
         let bytes = parameters * if half { 2 } else { 4 };
-        Ok(Model { manifest, device, half, parameters, bytes, _vs: vs, net })
+        let mut m = Model { manifest, device, half, parameters, bytes, least_per_pass: 1, _vs: vs, net };
+        m.least_per_pass = m.least_per_pass()?;
+        Ok(m)
     }
 
-    /// Runs a batch of preprocessed CHW inputs of one size; returns one vector each. `cancel`
-    /// is asked before each layer.
-    pub fn forward(&self, inputs: &[Vec<f32>], h: u32, w: u32, cancel: Cancel) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// A vector must not depend on the images that shared its forward pass: the embedding
+    /// service batches the images of many connections, and image_embed is IMMUTABLE. On the CPU
+    /// oneDNN picks its kernels by shape, and for a pass of one image it picks others: the
+    /// fashion model's vector of an image alone was 1.4e-7 away from the same image beside any
+    /// other (passes of 2 to 40 agreed bitwise; full-width VGG16 agreed at 1 too). So a pass of
+    /// one is probed at load with seeded inputs, and padded to two where it differs. Without a
+    /// fixed crop the shapes vary per image and no probe covers them: every pass holds two.
+    ///
+    /// cuDNN chooses its algorithms by batch size as well, unprobed here: on a GPU every pass is
+    /// padded to the same size (`forward`).
+    fn least_per_pass(&self) -> Result<usize, ModelError> {
+        if self.device.is_cuda() {
+            return Ok(usize::MAX);
+        }
+        let Some(side) = self.manifest.input.crop else { return Ok(2) };
+        let len = 3 * side as usize * side as usize;
+        // A fixed xorshift sequence in [-2, 2): the range of normalised pixels.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+        };
+        let a: Vec<f32> = (0..len).map(|_| next()).collect();
+        let b: Vec<f32> = (0..len).map(|_| next()).collect();
+        let alone = self.pass(std::slice::from_ref(&a), side, side, &|| false)?;
+        let beside = self.pass(&[a, b], side, side, &|| false)?;
+        Ok(if alone[0] == beside[0] { 1 } else { 2 })
+    }
+
+    /// Runs `inputs` in passes of at most `most` images, each padded to at least
+    /// `least_per_pass` (on a GPU to `most`), sizes balanced (9 images, at most 4 a pass: 3 + 3 + 3, never
+    /// 4 + 4 + 1).
+    pub fn forward(&self, inputs: &[Vec<f32>], h: u32, w: u32, most: usize, cancel: Cancel) -> Result<Vec<Vec<f32>>, ModelError> {
+        let most = most.max(self.least_per_pass.min(2));
+        let least = self.least_per_pass.min(most);
+        let passes = inputs.len().div_ceil(most);
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut rest = inputs;
+        for p in 0..passes {
+            let (part, after) = rest.split_at(rest.len().div_ceil(passes - p));
+            if part.len() < least {
+                let pad = vec![0f32; part[0].len()];
+                let mut padded = part.to_vec();
+                padded.resize(least, pad);
+                out.extend(self.pass(&padded, h, w, cancel)?.into_iter().take(part.len()));
+            } else {
+                out.extend(self.pass(part, h, w, cancel)?);
+            }
+            rest = after;
+        }
+        Ok(out)
+    }
+
+    /// One forward pass over preprocessed CHW inputs of one size; one vector each. `cancel` is
+    /// asked before each layer.
+    fn pass(&self, inputs: &[Vec<f32>], h: u32, w: u32, cancel: Cancel) -> Result<Vec<Vec<f32>>, ModelError> {
         let n = inputs.len() as i64;
         if n == 0 {
             return Ok(vec![]);
@@ -169,23 +228,28 @@ impl Model {
                 }
                 y = layer.forward_t(&y, false);
             }
-            let mut v = match self.manifest.output.pooling {
-                Pooling::Avg => y.f_mean_dim([2i64, 3].as_slice(), false, Kind::Float),
-                Pooling::Max => y.f_amax([2i64, 3].as_slice(), false).and_then(|t| t.f_to_kind(Kind::Float)),
-                Pooling::Flatten => y.f_adaptive_avg_pool2d([7i64, 7].as_slice()).and_then(|t| t.f_flatten(1, -1)).and_then(|t| t.f_to_kind(Kind::Float)),
-            }
-            .map_err(torch)?;
-            if self.manifest.output.normalize {
-                // As torch.nn.functional.normalize: x / max(‖x‖, 1e-12).
-                let norm = v.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true).and_then(|t| t.f_clamp_min(1e-12)).map_err(torch)?;
-                v = v.f_div(&norm).map_err(torch)?;
-            }
-            let v = v.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(torch)?;
+            let v = self.head(&y)?;
             let dims = self.manifest.dims;
             let mut out = vec![0f32; n as usize * dims];
             v.f_copy_data(&mut out, n as usize * dims).map_err(torch)?;
             Ok(out.chunks(dims).map(|c| c.to_vec()).collect())
         })
+    }
+
+    /// Feature maps → vectors: pooling, then normalisation as the manifest says.
+    fn head(&self, y: &Tensor) -> Result<Tensor, ModelError> {
+        let mut v = match self.manifest.output.pooling {
+            Pooling::Avg => y.f_mean_dim([2i64, 3].as_slice(), false, Kind::Float),
+            Pooling::Max => y.f_amax([2i64, 3].as_slice(), false).and_then(|t| t.f_to_kind(Kind::Float)),
+            Pooling::Flatten => y.f_adaptive_avg_pool2d([7i64, 7].as_slice()).and_then(|t| t.f_flatten(1, -1)).and_then(|t| t.f_to_kind(Kind::Float)),
+        }
+        .map_err(torch)?;
+        if self.manifest.output.normalize {
+            // As torch.nn.functional.normalize: x / max(‖x‖, 1e-12).
+            let norm = v.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true).and_then(|t| t.f_clamp_min(1e-12)).map_err(torch)?;
+            v = v.f_div(&norm).map_err(torch)?;
+        }
+        v.f_to_device(Device::Cpu).and_then(|t| t.f_contiguous()).map_err(torch)
     }
 }
 

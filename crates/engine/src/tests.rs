@@ -29,7 +29,10 @@ unsafe extern "C" fn always(_: *mut c_void) -> bool {
 }
 
 fn run(model: &str, images: &[&[u8]], cancel: abi::CancelFn) -> Out {
-    let dir = data().join("models").to_string_lossy().into_owned();
+    run_in(&data().join("models").to_string_lossy(), model, images, cancel)
+}
+
+fn run_in(dir: &str, model: &str, images: &[&[u8]], cancel: abi::CancelFn) -> Out {
     let settings = Settings {
         model_dir: Bytes::of(dir.as_bytes()),
         model: Bytes::of(model.as_bytes()),
@@ -126,5 +129,29 @@ fn libtorch_computes_in_this_process() {
         (engine().info)(&s, &mut reply);
         assert!(reply.message.to_string_lossy().starts_with("libtorch threads=1 cuda="));
         (engine().release)(&mut reply);
+    }
+}
+
+/// The embedding service batches the images of many connections into one forward pass, and
+/// `image_embed(bytea, text)` is IMMUTABLE: a vector must be bitwise the same alone and in any
+/// company, at any position of any batch size.
+#[test]
+fn a_vector_does_not_depend_on_its_company() {
+    let dir = data().join("images");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    names.sort();
+    let images: Vec<Vec<u8>> = names.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let all: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+    for model in ["tiny-vgg16", "tiny-vgg16-224"] {
+        let alone: Vec<Vec<f32>> = all.iter().map(|b| run(model, &[b], never).vectors.remove(0)).collect();
+        for n in [2, 3, 5, all.len()] {
+            for start in [0, all.len() - n] {
+                let out = run(model, &all[start..start + n], never);
+                assert_eq!(out.status, Status::Ok, "{}", out.message);
+                for (i, v) in out.vectors.iter().enumerate() {
+                    assert!(v == &alone[start + i], "{model}: image {} differs in a batch of {n}", start + i);
+                }
+            }
+        }
     }
 }
