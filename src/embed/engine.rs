@@ -12,8 +12,8 @@ use crate::guc;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode::*;
 use std::cell::Cell;
-use std::ffi::{c_void, CStr, CString};
-use vs_engine_api::abi::{self, Bytes, Engine, Reply, Request, Settings, Status};
+use std::ffi::{c_void, CStr};
+use vs_engine_api::abi::{Bytes, Engine, Reply, Request, Settings, Status};
 
 thread_local! {
     static ENGINE: Cell<Option<&'static Engine>> = const { Cell::new(None) };
@@ -32,43 +32,13 @@ fn path() -> String {
     }
 }
 
-fn dlerror() -> String {
-    let e = unsafe { libc::dlerror() };
-    if e.is_null() {
-        "unknown error".into()
-    } else {
-        unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
-    }
-}
-
-/// Opens the library and checks its version; the error says why not.
-fn open(path: &str) -> Result<&'static Engine, String> {
-    let c = CString::new(path).map_err(|_| "the path holds a NUL byte".to_string())?;
-    // RTLD_LOCAL: libtorch's and the engine's symbols stay out of the server's namespace.
-    let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    if handle.is_null() {
-        return Err(dlerror());
-    }
-    let sym = unsafe { libc::dlsym(handle, abi::ENTRY.as_ptr()) };
-    if sym.is_null() {
-        return Err(format!("not an embedding engine library: {}", dlerror()));
-    }
-    let entry: abi::EntryFn = unsafe { std::mem::transmute::<*mut c_void, abi::EntryFn>(sym) };
-    let engine = unsafe { entry().as_ref() }.ok_or("its entry point returned nothing")?;
-    if engine.version != abi::VERSION {
-        return Err(format!("it speaks version {} of the engine interface, this extension version {}", engine.version, abi::VERSION));
-    }
-    // Never closed: libtorch cannot be unloaded safely, and the models stay cached.
-    Ok(engine)
-}
-
 /// The engine, opened on first use in this backend; a clear ERROR if it cannot be.
 pub fn engine() -> &'static Engine {
     if let Some(e) = ENGINE.with(Cell::get) {
         return e;
     }
     let path = path();
-    match open(&path) {
+    match vs_engine_api::load::open(&path) {
         Ok(e) => {
             ENGINE.with(|c| c.set(Some(e)));
             e

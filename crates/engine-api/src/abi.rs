@@ -161,10 +161,15 @@ pub enum Status {
     WeightsCorrupt = 24,
     Device = 25,
     Torch = 26,
+    /// The embedding service found no engine library at its path.
+    EngineMissing = 30,
+    /// The embedding service could not open its engine library (libtorch missing, another
+    /// version of the interface).
+    EngineUnusable = 31,
 }
 
 impl Status {
-    const ALL: [Status; 15] = [
+    const ALL: [Status; 17] = [
         Status::Ok,
         Status::Cancelled,
         Status::Internal,
@@ -180,6 +185,8 @@ impl Status {
         Status::WeightsCorrupt,
         Status::Device,
         Status::Torch,
+        Status::EngineMissing,
+        Status::EngineUnusable,
     ];
 
     /// The status of a code; a code this side does not know is `Internal`.
