@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test demo stop demo-test bench-connect bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test demo stop demo-test bench-connect bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -13,7 +13,7 @@ setup:
 
 build: setup
 	cargo build --release
-	cargo build --release -p vs_engine
+	cargo build --release -p vs_engine -p vs_service
 
 install: setup
 	bash scripts/install.sh
@@ -27,6 +27,9 @@ lint: setup
 # tests that need no server.
 unit-test: setup
 	cargo test -p vs_vector -p vs_hnsw -p vs_rabitq -p vs_pool -p vs_fashion -p vs_engine_api -p vs_embed -p vs_engine -p vs_train
+	# The service's tests run the real executable over the real engine library.
+	cargo build --release -p vs_engine
+	cargo test --release -p vs_service
 	cargo test -p visual_search --lib -- --skip pg_tests::
 	cargo test --release -p visual_search_web
 
@@ -57,7 +60,11 @@ index-test: install
 limits-test: install
 	bash scripts/limits_test.sh
 
-test: lint unit-test pgrx-test regress index-test limits-test demo-test
+# The embedding service: batching across connections, cancels, a killed service, preloading.
+service-test: install
+	bash scripts/service_test.sh
+
+test: lint unit-test pgrx-test regress index-test limits-test service-test demo-test
 
 demo: install web
 	bash scripts/demo.sh

@@ -2,7 +2,8 @@
 """image_embed on hostile input, on a live server: peak memory of the backend (VmHWM) for each
 hostile image and for an array of 8 large PNGs at the default settings; a superuser who lifts
 the ceilings gets a vector or an ERROR, never a crash; statement_timeout, pg_cancel_backend and
-pg_terminate_backend end long image_embed and embed_column calls at once. Prints
+pg_terminate_backend end long image_embed and embed_column calls at once (waiting on the
+embedding service). Prints
 "limits_test: N passed, 0 failed". Usage: limits_test.py CONNINFO BOMBDIR"""
 import sys
 import threading
@@ -41,9 +42,10 @@ def peak_kb(cur):
 
 
 def embed_in_fresh_backend(q, *args, setup=()):
-    """Runs q in a new backend; returns (SQLSTATE or 'ok', VmHWM in kB, seconds)."""
+    """Runs q in a new backend that runs the engine itself (the service's process decodes the
+    same way, with the same bounds); returns (SQLSTATE or 'ok', VmHWM in kB, seconds)."""
     with closing(connect()) as c, c.cursor() as cur:
-        for s in setup:
+        for s in ("SET visual_search.embed_in = 'backend'", *setup):
             cur.execute(s)
         t = time.monotonic()
         try:
@@ -85,8 +87,8 @@ with closing(connect()) as c, c.cursor() as cur:
 
 
 def warm_up(cur):
-    """Loads the model (about a second, not interruptible: the embedding service will take it
-    out of the backends), so that what is timed is the work."""
+    """Has the embedding service load the model (about a second), so that what is timed is the
+    work; the cancels below end a backend's wait for the service."""
     cur.execute("SELECT image_embed(image) FROM shop WHERE id = 1")
 
 

@@ -9,6 +9,10 @@ if readelf -d "$lib/visual_search.so" | grep -E 'NEEDED.*(libtorch|libc10|libgom
   echo "regress: $lib/visual_search.so links libtorch; only visual_search_engine.so may" >&2; exit 1
 fi
 readelf -d "$lib/visual_search_engine.so" | grep -q 'NEEDED.*libtorch' || { echo "regress: no engine library in $lib" >&2; exit 1; }
+# The service process opens the engine library like a backend does: it links no libtorch itself.
+if readelf -d "$lib/visual_search_service" | grep -E 'NEEDED.*(libtorch|libc10|libgomp)'; then
+  echo "regress: $lib/visual_search_service links libtorch" >&2; exit 1
+fi
 bash scripts/pgcluster.sh start "$dir" >/dev/null
 trap 'bash scripts/pgcluster.sh stop "$dir"' EXIT
 read -r host port < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conninfo")

@@ -329,6 +329,13 @@ CREATE FUNCTION visual_search.backend_stats()
     RETURNS TABLE (images_embedded bigint, models_loaded integer)
     AS 'MODULE_PATHNAME', 'backend_stats_wrapper' LANGUAGE C VOLATILE STRICT;
 
+-- What the server's embedding service has done; running is false when none answers.
+CREATE FUNCTION visual_search.service_stats()
+    RETURNS TABLE (running boolean, pid integer, engine text, engine_error text, threads integer, max_batch integer,
+                   max_wait_ms float8, uptime_s float8, requests bigint, images bigint, batches bigint, mean_batch float8,
+                   dropped bigint, mean_queue_wait_ms float8, images_per_s float8, batch_sizes text, models text[], info text)
+    AS 'MODULE_PATHNAME', 'service_stats_wrapper' LANGUAGE C VOLATILE STRICT;
+
 CREATE FUNCTION visual_search.embed_profile(images bytea[], model text)
     RETURNS TABLE (stage text, ms float8)
     AS 'MODULE_PATHNAME', 'embed_profile_wrapper' LANGUAGE C VOLATILE STRICT;

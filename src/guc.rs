@@ -1,7 +1,28 @@
 //! Settings (GUCs) of the extension.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::PostgresGucEnum;
 use std::ffi::CString;
+
+/// Where image_embed runs its model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PostgresGucEnum)]
+pub enum EmbedIn {
+    /// In the server's one embedding service, which batches the images of all connections.
+    #[name = c"service"]
+    Service,
+    /// In the calling backend, which opens the engine library (libtorch) itself.
+    #[name = c"backend"]
+    Backend,
+}
+
+/// Superuser only: in a backend, a role's images would run with the backend's own model copy,
+/// threads and (on a GPU) CUDA context, the cost the service exists to share.
+pub static EMBED_IN: GucSetting<EmbedIn> = GucSetting::<EmbedIn>::new(EmbedIn::Service);
+/// The service's batching and threads: read by its background worker from the server's
+/// configuration (postgresql.conf, ALTER SYSTEM), applied on reload.
+pub static SERVICE_MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(64);
+pub static SERVICE_MAX_WAIT: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static SERVICE_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// libtorch intra-op threads per backend. Small by default so that N connections do not start
 /// N × cores OpenMP threads.
@@ -32,6 +53,44 @@ pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn init() {
+    GucRegistry::define_enum_guc(
+        c"visual_search.embed_in",
+        c"Where image_embed runs models: service (one process for the server, batching all connections) or backend (each backend loads its own).",
+        c"",
+        &EMBED_IN,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.service_max_batch",
+        c"Most images the embedding service puts into one batch from the requests of several connections.",
+        c"One request with more images runs alone.",
+        &SERVICE_MAX_BATCH,
+        1,
+        4096,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.service_max_wait",
+        c"Longest the embedding service holds a request for others to share its batch.",
+        c"",
+        &SERVICE_MAX_WAIT,
+        0,
+        1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.service_threads",
+        c"Threads the embedding service runs models and image decoding on; 0: one per CPU core.",
+        c"",
+        &SERVICE_THREADS,
+        0,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"vs_hnsw.ef_search",
         c"Candidates a vs_hnsw index scan keeps: more is slower and finds more of the true nearest rows.",

@@ -1,8 +1,9 @@
 //! visual_search: a PostgreSQL extension that makes a product catalogue visually searchable.
 //!
 //! The PostgreSQL glue over the crates of crates/: `types` the vector types (over `vs_vector`),
-//! `index` the vs_hnsw access method (over `vs_hnsw`), `embed` image_embed (over the engine
-//! library, opened on first use: this library links no libtorch), `guc` the settings, `glue`
+//! `index` the vs_hnsw access method (over `vs_hnsw`), `embed` image_embed (through the
+//! embedding service, or the engine library in the backend: this library links no libtorch),
+//! `service` the embedding service's worker and client, `guc` the settings, `glue`
 //! what they share (errors with SQLSTATEs, the thread pool). The SQL objects are declared by
 //! hand in `sql/visual_search.sql` (pulled in below), which binds the Rust functions by symbol.
 
@@ -12,6 +13,7 @@ pub mod embed;
 pub mod glue;
 pub mod guc;
 pub mod index;
+pub mod service;
 pub mod types;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -27,6 +29,7 @@ pgrx::extension_sql_file!("../sql/visual_search.sql", name = "install_script", b
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
     index::options::init();
+    service::start::register_at_server_start();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

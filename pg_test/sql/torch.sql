@@ -11,7 +11,8 @@ SELECT visual_search.torch_info();
 
 -- Two libraries: the main one links no libtorch. A fresh backend that parses a literal, scans,
 -- reads the settings and lists the models has mapped neither libtorch nor the engine library;
--- the first image_embed opens the engine, and libtorch with it.
+-- image_embed goes to the embedding service, and the backend still maps neither. In the
+-- backend (embed_in = 'backend'), the first image_embed opens the engine, and libtorch with it.
 \c
 \getenv datadir VS_TEST_DATA
 CREATE FUNCTION pg_temp.mapped(lib text) RETURNS bool LANGUAGE sql
@@ -24,10 +25,15 @@ SELECT pg_temp.mapped('visual_search\.so') AS main_library, pg_temp.mapped('visu
 SELECT set_config('visual_search.model_dir', :'datadir' || '/models', false) IS NOT NULL AS model_dir_set;
 SELECT vector_dims(image_embed(pg_read_binary_file(:'datadir' || '/images/sneaker.png'), 'tiny-vgg16'));
 SELECT pg_temp.mapped('visual_search_engine') AS engine, pg_temp.mapped('libtorch_cpu') AS libtorch;
+SET visual_search.embed_in = 'backend';
+SELECT vector_dims(image_embed(pg_read_binary_file(:'datadir' || '/images/sneaker.png'), 'tiny-vgg16'));
+SELECT pg_temp.mapped('visual_search_engine') AS engine, pg_temp.mapped('libtorch_cpu') AS libtorch;
 SELECT * FROM visual_search.backend_stats();
 
--- An engine library that is missing or is not one: image_embed says so, nothing else is affected.
+-- An engine library that is missing or is not one: image_embed says so, nothing else is affected
+-- (in the backend: the service opens the library the server's configuration names).
 \c
+SET visual_search.embed_in = 'backend';
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE q;

@@ -21,7 +21,8 @@ SET enable_seqscan = off;
 SELECT v FROM t ORDER BY v <-> '[2,2.1]' LIMIT 1;
 RESET enable_seqscan;
 -- 0.3.0: Hamming distance moves to the extension's own schema, the plpgsql functions pin
--- their search_path, the index checks are no longer executable by PUBLIC
+-- their search_path, the index checks are no longer executable by PUBLIC; 0.4.0: the
+-- embedding service's statistics
 ALTER EXTENSION visual_search UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
 \i :members

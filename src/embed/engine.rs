@@ -12,7 +12,7 @@ use crate::guc;
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode::*;
 use std::cell::Cell;
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use vs_engine_api::abi::{Bytes, Engine, Reply, Request, Settings, Status};
 
 thread_local! {
@@ -20,16 +20,8 @@ thread_local! {
 }
 
 /// `visual_search.engine_library` with `$libdir` expanded to PostgreSQL's pkglibdir.
-fn path() -> String {
-    let set = guc::string(&guc::ENGINE_LIBRARY, "$libdir/visual_search_engine.so");
-    match set.strip_prefix("$libdir") {
-        Some(rest) => {
-            let mut buf = [0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
-            unsafe { pg_sys::get_pkglib_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr()) };
-            format!("{}{rest}", unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy())
-        }
-        None => set,
-    }
+pub fn path() -> String {
+    crate::glue::paths::expand_libdir(&guc::string(&guc::ENGINE_LIBRARY, "$libdir/visual_search_engine.so"))
 }
 
 /// The engine, opened on first use in this backend; a clear ERROR if it cannot be.
@@ -113,8 +105,15 @@ pub struct Embedded {
 
 /// True once a cancel, a statement timeout or a termination is pending (PostgreSQL's signal
 /// handlers set these flags). Only reads memory: it may not raise or longjmp.
+pub fn interrupt_requested() -> bool {
+    unsafe {
+        std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::QueryCancelPending)) != 0 || std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::ProcDiePending)) != 0
+    }
+}
+
+/// `interrupt_requested` as the engine's cancel callback.
 unsafe extern "C" fn interrupt_pending(_: *mut c_void) -> bool {
-    std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::QueryCancelPending)) != 0 || std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::ProcDiePending)) != 0
+    interrupt_requested()
 }
 
 /// A reply's contents, copied out of the engine's memory.

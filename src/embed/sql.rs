@@ -23,9 +23,7 @@ pub fn model_dir() -> PathBuf {
     if !set.is_empty() {
         return PathBuf::from(set);
     }
-    let mut buf = [0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
-    unsafe { pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr()) };
-    let share = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
+    let share = crate::glue::paths::share();
     PathBuf::from(share).join("visual_search").join("models")
 }
 
@@ -44,7 +42,12 @@ fn embed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> Vec<Vec<
 
 /// Vectors and the milliseconds of decode, preprocess and forward (model loading not counted).
 fn embed_timed(images: &[&[u8]], model_name: Option<&str>, in_array: bool) -> (Vec<Vec<f32>>, [f64; 3]) {
-    match engine::embed(&call(model_name), images) {
+    let call = call(model_name);
+    let done = match guc::EMBED_IN.get() {
+        guc::EmbedIn::Service => crate::service::client::embed(&call, images),
+        guc::EmbedIn::Backend => engine::embed(&call, images),
+    };
+    match done {
         Ok(e) => {
             if let Some(note) = e.note {
                 debug1!("visual_search: {note}");

@@ -68,6 +68,8 @@ pub fn engine(status: Status, image: Option<usize>, message: &str, in_array: boo
         Status::WeightsCorrupt => (ERRCODE_DATA_CORRUPTED, String::new()),
         Status::Device | Status::EngineUnusable => (ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, String::new()),
         Status::EngineMissing => (ERRCODE_UNDEFINED_FILE, String::new()),
+        Status::ServiceLost => (ERRCODE_SYSTEM_ERROR, String::new()),
+        Status::ServiceUnavailable => (ERRCODE_INSUFFICIENT_RESOURCES, String::new()),
         Status::Torch | Status::Internal | Status::Ok => (ERRCODE_INTERNAL_ERROR, String::new()),
     };
     match image.filter(|_| in_array) {

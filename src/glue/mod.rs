@@ -1,7 +1,8 @@
-//! What the SQL-facing modules share: errors raised with the SQLSTATE PostgreSQL would use, and
-//! the backend's thread pool.
+//! What the SQL-facing modules share: errors raised with the SQLSTATE PostgreSQL would use, the
+//! backend's thread pool, PostgreSQL's folders.
 
 pub mod error;
+pub mod paths;
 pub mod pool;
 
 pub use pool::pool;

@@ -24,9 +24,7 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             DecodeError::Empty => write!(f, "image is empty"),
-            DecodeError::TooManyBytes { bytes, max } => {
-                write!(f, "image is {bytes} bytes, more than visual_search.max_image_bytes ({max})")
-            }
+            DecodeError::TooManyBytes { bytes, max } => f.write_str(&vs_engine_api::abi::too_many_bytes(*bytes, *max)),
             DecodeError::UnknownFormat => {
                 write!(f, "image format not recognised (JPEG, PNG, WebP, GIF, BMP and TIFF are supported)")
             }

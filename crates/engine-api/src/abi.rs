@@ -137,6 +137,12 @@ pub struct Engine {
     pub release: unsafe extern "C" fn(reply: *mut Reply),
 }
 
+/// The message of an image over `visual_search.max_image_bytes`: the decoder's, and the
+/// service client's, which refuses it before it is queued.
+pub fn too_many_bytes(bytes: usize, max: usize) -> String {
+    format!("image is {bytes} bytes, more than visual_search.max_image_bytes ({max})")
+}
+
 /// Why a call failed. Codes are stable across versions of the library.
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,10 +172,14 @@ pub enum Status {
     /// The embedding service could not open its engine library (libtorch missing, another
     /// version of the interface).
     EngineUnusable = 31,
+    /// The embedding service ended while it held the request (killed, or libtorch aborted).
+    ServiceLost = 32,
+    /// The embedding service could not be started or reached.
+    ServiceUnavailable = 33,
 }
 
 impl Status {
-    const ALL: [Status; 17] = [
+    const ALL: [Status; 19] = [
         Status::Ok,
         Status::Cancelled,
         Status::Internal,
@@ -187,6 +197,8 @@ impl Status {
         Status::Torch,
         Status::EngineMissing,
         Status::EngineUnusable,
+        Status::ServiceLost,
+        Status::ServiceUnavailable,
     ];
 
     /// The status of a code; a code this side does not know is `Internal`.

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""The embedding service on a live server (issue #15): started on first use, shown in
+pg_stat_activity, the same vector bitwise alone and batched with other connections' images,
+cancels that end at once and drop the request, a killed service that gives the waiting backend
+an ERROR and restarts without touching the other sessions, a missing engine reported on the
+first call, settings applied on reload, the in-backend mode. Run by service_test.sh, which then
+restarts the server with the library preloaded and runs the `--preloaded` part.
+Prints "service_test: N passed, 0 failed". Usage: service_test.py CONNINFO IMAGEDIR [--preloaded]"""
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import closing
+
+import psycopg2
+import psycopg2.errors
+
+conninfo, images = sys.argv[1], sys.argv[2]
+preloaded = "--preloaded" in sys.argv
+passed = 0
+WORKER = "visual_search embedding service"
+
+
+def check(name, ok, detail=""):
+    global passed
+    print(f"service_test: {'ok' if ok else 'FAIL'}: {name}{': ' + detail if detail else ''}", flush=True)
+    if not ok:
+        sys.exit(1)
+    passed += 1
+
+
+def connect():
+    c = psycopg2.connect(conninfo)
+    c.autocommit = True
+    return c
+
+
+def one(cur, q, *args):
+    cur.execute(q, args)
+    return cur.fetchone()[0]
+
+
+def image(name):
+    with open(os.path.join(images, name), "rb") as f:
+        return psycopg2.Binary(f.read())
+
+
+def stats(cur):
+    cur.execute("SELECT * FROM visual_search.service_stats()")
+    return dict(zip([d[0] for d in cur.description], cur.fetchone()))
+
+
+def reload(cur, **settings):
+    """ALTER SYSTEM, reload, and wait until the service runs again with a new process."""
+    before = stats(cur)["pid"]
+    for k, v in settings.items():
+        cur.execute(f"ALTER SYSTEM RESET visual_search.{k}" if v is None else f"ALTER SYSTEM SET visual_search.{k} = '{v}'")
+    cur.execute("SELECT pg_reload_conf()")
+    for _ in range(300):
+        time.sleep(0.05)
+        s = stats(cur)
+        if s["running"] and s["pid"] != before:
+            return s
+    return stats(cur)
+
+
+# The same bytes through the network: the vector's binary form, compared bitwise.
+VEC = "SELECT encode(embedding_send(image_embed(%s, 'tiny-vgg16')), 'hex')"
+NAMES = ["sneaker.png", "chelsea.png", "rocket.jpg", "sneaker.crop.png", "chelsea.crop.png", "rocket.crop.png",
+         "small_baseline.jpg", "chelsea_exif6.jpg"]
+
+with closing(connect()) as c, c.cursor() as cur:
+    cur.execute("SET client_min_messages = warning")
+    cur.execute("CREATE EXTENSION IF NOT EXISTS visual_search")
+    started = one(cur, "SELECT pg_postmaster_start_time()")
+    workers = one(cur, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s", WORKER)
+    if preloaded:
+        check("preloaded: the service runs before any call", workers == 1 and stats(cur)["running"])
+    else:
+        check("not preloaded: no service before the first call", workers == 0 and not stats(cur)["running"])
+    t = time.monotonic()
+    alone = {n: one(cur, VEC, image(n)) for n in NAMES}
+    check("image_embed through the service", all(len(v) == 8 + 32 * 8 for v in alone.values()),
+          f"{len(NAMES)} images in {time.monotonic() - t:.2f} s, the service's start included")
+    check("the service shows in pg_stat_activity",
+          one(cur, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s", WORKER) == 1)
+    maps = one(cur, "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/maps')")
+    check("the backend mapped no libtorch", "libtorch_cpu" not in maps and "visual_search_engine" not in maps)
+    s = stats(cur)
+    check("service_stats reports it", s["running"] and s["pid"] > 0 and s["requests"] >= len(NAMES), str(s))
+
+    # Batched with other connections' images: bitwise the same vector.
+    s = reload(cur, service_max_wait="200ms", service_max_batch=64)
+    check("a changed setting restarts the service on reload", s["running"] and s["max_wait_ms"] == 200.0,
+          f"pid {s['pid']}, max_wait_ms {s['max_wait_ms']}")
+    results, errors = {}, []
+
+    def client(k):
+        try:
+            with closing(connect()) as cc, cc.cursor() as ccur:
+                for r in range(3):
+                    n = NAMES[(k + r) % len(NAMES)]
+                    results[(k, r)] = (n, one(ccur, VEC, image(n)))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    same = all(v == alone[n] for n, v in results.values())
+    s = stats(cur)
+    sizes = [tuple(map(int, p.split(":"))) for p in (s["batch_sizes"] or "").split()]
+    check("8 connections at once: every vector bitwise the same as alone", not errors and len(results) == 24 and same,
+          f"{errors[:1]}, batches formed (size:count) {s['batch_sizes']}")
+    check("the service batched images of several connections", any(size > 1 for size, _ in sizes), s["batch_sizes"])
+    arr = one(cur, "SELECT array_agg(encode(embedding_send(e), 'hex')) FROM unnest(image_embed(ARRAY[%s, %s, %s], 'tiny-vgg16')) e",
+              image(NAMES[1]), image(NAMES[0]), image(NAMES[2]))
+    check("an array's vectors are bitwise the single images'", arr == [alone[NAMES[1]], alone[NAMES[0]], alone[NAMES[2]]])
+
+    # Refused before it is queued.
+    before = stats(cur)["requests"]
+    cur.execute("SET visual_search.max_image_bytes = 100")
+    try:
+        one(cur, VEC, image("sneaker.png"))
+        state = "ok"
+    except psycopg2.Error as e:
+        state = e.pgcode
+    cur.execute("RESET visual_search.max_image_bytes")
+    check("an image over the byte limit is refused before it is queued", state == "54000" and stats(cur)["requests"] == before,
+          state)
+
+    # A request held 1 s for company: a timeout ends the wait at once, and the service drops it.
+    reload(cur, service_max_wait="1000ms")
+    dropped = stats(cur)["dropped"]
+    with closing(connect()) as w, w.cursor() as wc:
+        wc.execute("SET statement_timeout = '100ms'")
+        t = time.monotonic()
+        try:
+            one(wc, VEC, image("rocket.jpg"))
+            err = None
+        except psycopg2.Error as e:
+            err = e
+        s_ = time.monotonic() - t
+    time.sleep(1.2)
+    check("statement_timeout ends a backend's wait for the service", isinstance(err, psycopg2.errors.QueryCanceled) and s_ < 0.6,
+          f"{s_ * 1000:.0f} ms for a 100 ms timeout")
+    check("the service dropped the abandoned request", stats(cur)["dropped"] > dropped)
+
+    # kill -9 of the service process while a backend waits on it.
+    with closing(connect()) as other, other.cursor() as oc:
+        other_pid = one(oc, "SELECT pg_backend_pid()")
+        pid = stats(cur)["pid"]
+        done = {}
+
+        def waiting():
+            with closing(connect()) as w, w.cursor() as wc:
+                t = time.monotonic()
+                try:
+                    one(wc, VEC, image("chelsea.png"))
+                    done["err"] = None
+                except psycopg2.Error as e:
+                    done["err"] = e
+                done["s"] = time.monotonic() - t
+
+        th = threading.Thread(target=waiting)
+        th.start()
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        th.join(30)
+        err = done.get("err")
+        check("a killed service gives the waiting backend an ERROR", err is not None and err.pgcode == "58000",
+              f"{getattr(err, 'pgcode', None)}: {str(err).strip()[:120]} after {done.get('s', 0):.2f} s")
+        check("the other sessions stay connected (no crash restart)",
+              one(oc, "SELECT pg_backend_pid()") == other_pid and one(cur, "SELECT pg_postmaster_start_time()") == started)
+        t = time.monotonic()
+        v = one(cur, VEC, image("sneaker.png"))
+        s = stats(cur)
+        check("the next call works, in a new service process", v == alone["sneaker.png"] and s["pid"] != pid,
+              f"{time.monotonic() - t:.2f} s, pid {pid} -> {s['pid']}")
+    reload(cur, service_max_wait=None, service_max_batch=None)
+
+    # A service that cannot open its engine says so on the first call.
+    reload(cur, engine_library="/nonexistent/visual_search_engine.so")
+    try:
+        one(cur, VEC, image("sneaker.png"))
+        err = None
+    except psycopg2.Error as e:
+        err = e
+    check("a missing engine library: a clear ERROR, not a hang", err is not None and err.pgcode == "58P01"
+          and 'could not load the embedding engine "/nonexistent/visual_search_engine.so"' in str(err), str(err).strip())
+    reload(cur, engine_library=None)
+    check("and the next call works once it is back", one(cur, VEC, image("sneaker.png")) == alone["sneaker.png"])
+
+    # The in-backend mode, superuser only.
+    cur.execute("SET visual_search.embed_in = 'backend'")
+    v = one(cur, VEC, image("sneaker.png"))
+    maps = one(cur, "SELECT pg_read_file('/proc/' || pg_backend_pid() || '/maps')")
+    check("embed_in = 'backend' runs the engine in the backend", "libtorch_cpu" in maps and v == alone["sneaker.png"],
+          "the same vector bitwise" if v == alone["sneaker.png"] else "vectors differ")
+    cur.execute("RESET visual_search.embed_in")
+    cur.execute("DROP ROLE IF EXISTS vs_service_user")
+    cur.execute("CREATE ROLE vs_service_user")
+    cur.execute("SET ROLE vs_service_user")
+    try:
+        cur.execute("SET visual_search.embed_in = 'backend'")
+        state = "ok"
+    except psycopg2.Error as e:
+        state = e.pgcode
+    cur.execute("RESET ROLE")
+    cur.execute("DROP ROLE vs_service_user")
+    check("an ordinary role may not choose embed_in", state == "42501", state)
+    check("the server never restarted", one(cur, "SELECT pg_postmaster_start_time()") == started)
+    print(f"service_test: service pid {stats(cur)['pid']}")
+print(f"service_test: {passed} passed, 0 failed")
