@@ -178,7 +178,101 @@ with closing(connect()) as c, c.cursor() as cur:
         s = stats(cur)
         check("the next call works, in a new service process", v == alone["sneaker.png"] and s["pid"] != pid,
               f"{time.monotonic() - t:.2f} s, pid {pid} -> {s['pid']}")
+
+    # A settings change while a request waits: the old service answers it before it exits.
+    done = {}
+
+    def held():
+        with closing(connect()) as w, w.cursor() as wc:
+            try:
+                done["v"] = one(wc, VEC, image("rocket.jpg"))
+            except psycopg2.Error as e:
+                done["err"] = e
+
+    th = threading.Thread(target=held)
+    th.start()
+    time.sleep(0.3)
+    reload(cur, service_max_batch=4)
+    th.join(30)
+    check("a request in flight when the settings change gets its vector", done.get("v") == alone["rocket.jpg"],
+          str(done.get("err", "")).strip()[:120])
+
+    # An array larger than service_max_batch goes in parts that take turns with other requests.
+    before = stats(cur)["batch_sizes"]
+    arr = one(cur, "SELECT array_length(image_embed(array_fill(%s::bytea, ARRAY[10]), 'tiny-vgg16'), 1)", image("sneaker.png"))
+    sizes = [int(p.split(":")[0]) for p in (stats(cur)["batch_sizes"] or "").split()]
+    check("an array of 10 runs in batches of at most service_max_batch (4)", arr == 10 and max(sizes) <= 4,
+          f"batches before {before}, after {stats(cur)['batch_sizes']}")
     reload(cur, service_max_wait=None, service_max_batch=None)
+
+    # A service that dies at start: the first call says so at once, not at its 60 s timeout.
+    datadir = one(cur, "SHOW data_directory")
+    sock = os.path.join(datadir, "pg_visual_search", "service.sock")
+    pid = stats(cur)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        time.sleep(0.02)
+        try:
+            os.remove(sock)
+            break
+        except FileNotFoundError:
+            pass
+    with open(sock, "w") as f:
+        f.write("not a socket")
+    try:
+        t = time.monotonic()
+        with closing(connect()) as w, w.cursor() as wc:
+            try:
+                one(wc, VEC, image("sneaker.png"))
+                err = None
+            except psycopg2.Error as e:
+                err = e
+        took = time.monotonic() - t
+    finally:
+        os.remove(sock)
+    check("a service that cannot start: a clear ERROR within seconds", err is not None and err.pgcode == "53000"
+          and "exited at start" in str(err) and took < 10, f"{str(err).strip()[:100]} after {took:.1f} s")
+    v = None
+    for _ in range(50):
+        try:
+            v = one(cur, VEC, image("sneaker.png"))
+            break
+        except psycopg2.Error:
+            time.sleep(0.2)
+    check("and it comes back once the way is clear", v == alone["sneaker.png"])
+
+    # A full listen backlog (a stopped service) must not make a connect sleep past a cancel.
+    import resource
+    import socket
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    pid = stats(cur)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    held_sockets = []
+    try:
+        for _ in range(70000):
+            s_ = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s_.setblocking(False)
+            try:
+                s_.connect(sock)
+            except (BlockingIOError, ConnectionRefusedError, OSError):
+                s_.close()
+                break
+            held_sockets.append(s_)
+        with closing(connect()) as w, w.cursor() as wc:
+            wc.execute("SET statement_timeout = '500ms'")
+            t = time.monotonic()
+            try:
+                one(wc, VEC, image("chelsea.png"))
+                err = None
+            except psycopg2.Error as e:
+                err = e
+            took = time.monotonic() - t
+    finally:
+        for s_ in held_sockets:
+            s_.close()
+        os.kill(pid, signal.SIGCONT)
+    check("statement_timeout ends a wait on a service whose backlog is full",
+          isinstance(err, psycopg2.errors.QueryCanceled) and took < 2, f"{len(held_sockets)} connections held, {took:.2f} s")
 
     # A service that cannot open its engine says so on the first call.
     reload(cur, engine_library="/nonexistent/visual_search_engine.so")
@@ -210,6 +304,18 @@ with closing(connect()) as c, c.cursor() as cur:
     cur.execute("RESET ROLE")
     cur.execute("DROP ROLE vs_service_user")
     check("an ordinary role may not choose embed_in", state == "42501", state)
+    if preloaded:
+        wpid = one(cur, "SELECT pid FROM pg_stat_activity WHERE backend_type = %s", WORKER)
+        cur.execute("SELECT pg_terminate_backend(%s)", (wpid,))
+        t = time.monotonic()
+        again = None
+        while time.monotonic() - t < 20 and again in (None, wpid):
+            time.sleep(0.1)
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = %s", (WORKER,))
+            again = (cur.fetchone() or (None,))[0]
+        v = one(cur, VEC, image("chelsea.png"))
+        check("preloaded: a terminated worker comes back, and its service", again not in (None, wpid)
+              and v == alone["chelsea.png"] and stats(cur)["running"], f"worker {wpid} -> {again} in {time.monotonic() - t:.1f} s")
     check("the server never restarted", one(cur, "SELECT pg_postmaster_start_time()") == started)
     print(f"service_test: service pid {stats(cur)['pid']}")
 print(f"service_test: {passed} passed, 0 failed")

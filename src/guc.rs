@@ -45,6 +45,9 @@ pub static MAX_IMAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(50 * 1024 *
 /// backend ask for 51 GB).
 pub static MAX_IMAGE_PIXELS_CEILING: GucSetting<i32> = GucSetting::<i32>::new(40_000_000);
 pub static MAX_IMAGE_BYTES_CEILING: GucSetting<i32> = GucSetting::<i32>::new(50 * 1024 * 1024);
+/// Superuser only: images of one array call. Each costs bookkeeping before any is decoded, even
+/// an empty one: 80 million of them in a 320 MB array asked for 1 GiB at once.
+pub static MAX_IMAGES_PER_CALL: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 /// vs_hnsw: the beam of a search, and how far an iterative scan may go for filtered queries.
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
@@ -207,6 +210,16 @@ pub fn init() {
         1,
         i32::MAX,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.max_images_per_call",
+        c"Most images one call of image_embed or embed_profile takes in its array.",
+        c"",
+        &MAX_IMAGES_PER_CALL,
+        1,
+        vs_engine_api::wire::MAX_IMAGES as i32,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -35,8 +35,20 @@ SELECT q AS statement, outcome(q) FROM (VALUES
   ($$SET visual_search.max_image_pixels_ceiling = 2147483647$$),
   ($$SET visual_search.max_image_bytes_ceiling = 2147483647$$),
   ($$SET visual_search.max_threads = 64$$),
+  ($$SET visual_search.max_images_per_call = 100000$$),
+  ($$SET visual_search.embed_in = 'backend'$$),
   ($$ALTER ROLE vs_alice SET visual_search.max_image_pixels_ceiling = 2147483647$$)
 ) t(q);
+-- An array of more images than max_images_per_call is refused before any is collected: 80
+-- million empty images (a 320 MB array) once asked for 1 GiB at once and aborted the backend.
+SELECT outcome($$SELECT image_embed(array_fill(''::bytea, ARRAY[10001]))$$) AS ten_thousand_and_one;
+RESET ROLE;
+SET visual_search.max_images_per_call = 2;
+SELECT outcome($$SELECT image_embed(ARRAY[img, img, img]) FROM bombs WHERE name = 'sneaker.png'$$) AS three_of_two;
+SELECT outcome($$SELECT visual_search.embed_profile(ARRAY[img, img, img], 'tiny-vgg16') FROM bombs WHERE name = 'sneaker.png'$$) AS profile_three_of_two;
+SELECT array_length(image_embed(ARRAY[img, img]), 1) AS two_of_two FROM bombs WHERE name = 'sneaker.png';
+RESET visual_search.max_images_per_call;
+SET ROLE vs_alice;
 
 -- Thin, wide and tall images: only the crop's window of the resized image is computed
 -- (1 x 1,000,000 resizes to 256 x 256,000,000).

@@ -104,7 +104,19 @@ fn image_embed_model(image: &[u8], model: &str, fcinfo: pg_sys::FunctionCallInfo
 }
 
 /// One forward pass for the whole array; NULL images give NULL vectors.
+/// An array of more than `max_images_per_call` images is refused before anything is collected.
+fn check_count(n: usize) {
+    let max = guc::MAX_IMAGES_PER_CALL.get() as usize;
+    if n > max {
+        error::error(
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("an array of {n} images is more than visual_search.max_images_per_call ({max})"),
+        );
+    }
+}
+
 fn embed_array(images: Array<&[u8]>, model: Option<&str>) -> crate::types::datum::VectorArray<f32> {
+    check_count(images.len());
     let all: Vec<Option<&[u8]>> = images.iter().collect();
     let present: Vec<&[u8]> = all.iter().flatten().copied().collect();
     let mut vecs = embed(&present, model, true).into_iter();
@@ -125,6 +137,7 @@ fn image_embed_array_model(images: Array<&[u8]>, model: &str) -> crate::types::d
 /// The model is loaded first, so loading is not counted.
 #[pg_extern(sql = false)]
 fn embed_profile(images: Array<&[u8]>, model_name: &str) -> TableIterator<'static, (name!(stage, String), name!(ms, f64))> {
+    check_count(images.len());
     let all: Vec<&[u8]> = images.iter().flatten().collect();
     let (_, t) = embed_timed(&all, Some(model_name), true);
     TableIterator::new(vec![("decode".to_string(), t[0]), ("preprocess".to_string(), t[1]), ("forward".to_string(), t[2])])

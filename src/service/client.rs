@@ -45,9 +45,8 @@ fn wait(fd: Option<i32>, events: u32, timeout: Duration) {
         pg_sys::WaitLatchOrSocket(pg_sys::MyLatch, flags as i32, fd.unwrap_or(-1), timeout.as_millis() as i64, pg_sys::PG_WAIT_EXTENSION);
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
-    if crate::embed::engine::interrupt_requested() {
-        crate::glue::error::cancelled();
-    }
+    // Every interrupt, not only a cancel: barriers and parallel workers' messages wait on it.
+    pg_sys::check_for_interrupts!();
 }
 
 fn send(s: &mut UnixStream, frame: &[u8]) -> io::Result<()> {
@@ -80,18 +79,37 @@ fn receive(s: &mut UnixStream, id: u64) -> io::Result<Message> {
             }
         }
         match s.read(&mut chunk) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            // Nothing of a reply came: the service ended before it answered (see `exchange`).
+            Ok(0) if buf.is_empty() => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::InvalidData, "the connection ended inside a reply")),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait(Some(s.as_raw_fd()), pg_sys::WL_SOCKET_READABLE, Duration::from_secs(1)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) if buf.is_empty() => return Err(e),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the connection broke inside a reply: {e}"))),
         }
     }
 }
 
+/// A connection, or an error at once: the socket is non-blocking before it connects, because a
+/// blocking connect to a service whose backlog is full sleeps in the kernel, past any cancel.
 fn connect_now() -> io::Result<UnixStream> {
-    let s = UnixStream::connect(SOCKET)?;
-    s.set_nonblocking(true)?;
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Owned from here: closed on every return.
+    let s = unsafe { UnixStream::from_raw_fd(fd) };
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, b) in addr.sun_path.iter_mut().zip(SOCKET.as_bytes()) {
+        *d = *b as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + SOCKET.len() + 1) as libc::socklen_t;
+    if unsafe { libc::connect(fd, std::ptr::addr_of!(addr).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(s)
 }
 
@@ -128,27 +146,32 @@ fn connect() -> Result<UnixStream, Failure> {
 
 /// Sends `frame` and waits for the reply `id`. The connection is held outside the thread-local
 /// while it is used: an ERROR unwinding from a wait drops, and so closes, it.
+///
+/// A kept connection may lead to a service that has since ended (killed, or restarted for new
+/// settings: it answers what it holds, then closes): when it fails before any byte of a reply
+/// came, the request goes once more on a fresh connection, to the next service. Embedding is
+/// pure, so a second try is safe; one that fails too is the backend's ERROR.
 fn exchange(frame: &[u8], id: u64) -> Result<Message, Failure> {
-    let kept = CONNECTION.with(|c| c.borrow_mut().take());
-    let mut s = match kept {
-        Some(mut s) => match send(&mut s, frame) {
-            Ok(()) => s,
-            // The service restarted since this backend's last call: its old connection is dead.
-            Err(_) => {
-                let mut s = connect()?;
-                send(&mut s, frame).map_err(|e| lost(&e))?;
-                s
+    if let Some(mut s) = CONNECTION.with(|c| c.borrow_mut().take()) {
+        match send(&mut s, frame).and_then(|()| receive(&mut s, id)) {
+            Ok(m) => {
+                CONNECTION.with(|c| *c.borrow_mut() = Some(s));
+                return Ok(m);
             }
-        },
-        None => {
-            let mut s = connect()?;
-            send(&mut s, frame).map_err(|e| lost(&e))?;
-            s
+            Err(e) if !retryable(&e) => return Err(lost(&e)),
+            Err(_) => {}
         }
-    };
+    }
+    let mut s = connect()?;
+    send(&mut s, frame).map_err(|e| lost(&e))?;
     let m = receive(&mut s, id).map_err(|e| lost(&e))?;
     CONNECTION.with(|c| *c.borrow_mut() = Some(s));
     Ok(m)
+}
+
+/// A kept connection's failure that means only "that service is gone": nothing of a reply came.
+fn retryable(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected)
 }
 
 fn next_id() -> u64 {
@@ -171,14 +194,30 @@ fn wanted(call: &Call) -> Wanted {
 }
 
 /// Images → vectors through the service. An image over the byte limit is refused here, before
-/// anything is queued.
+/// anything is queued. An array goes in requests of at most `service_max_batch` images, so
+/// that one large call takes turns with the other connections' instead of holding the service
+/// (one of 5,000 images kept a single image waiting 239 s).
 pub fn embed(call: &Call, images: &[&[u8]]) -> Result<Embedded, Failure> {
     let max = call.max_image_bytes as usize;
     if let Some((i, b)) = images.iter().enumerate().find(|(_, b)| b.len() > max) {
         return Err(Failure { status: Status::ImageTooManyBytes, image: Some(i), message: abi::too_many_bytes(b.len(), max) });
     }
+    let per = (crate::guc::SERVICE_MAX_BATCH.get().max(1) as usize).min(wire::MAX_IMAGES as usize);
+    let mut out = Embedded { vectors: Vec::new(), timings: [0.0; 3], note: None };
+    out.vectors.try_reserve_exact(images.len()).map_err(|_| failure(Status::OutOfMemory, "out of memory for the vectors"))?;
+    for (c, part) in images.chunks(per).enumerate() {
+        let e = embed_part(call, part).map_err(|f| Failure { image: f.image.map(|i| i + c * per), ..f })?;
+        out.vectors.extend(e.vectors);
+        out.timings.iter_mut().zip(e.timings).for_each(|(t, x)| *t += x);
+        out.note = out.note.or(e.note);
+    }
+    Ok(out)
+}
+
+fn embed_part(call: &Call, images: &[&[u8]]) -> Result<Embedded, Failure> {
     let id = next_id();
-    let Message::Embedded(r) = exchange(&wire::encode_embed(id, &wanted(call), images), id)? else {
+    let frame = wire::encode_embed(id, &wanted(call), images).map_err(|e| failure(Status::OutOfMemory, e.to_string()))?;
+    let Message::Embedded(r) = exchange(&frame, id)? else {
         return Err(failure(Status::Internal, "the embedding service answered with another kind of message"));
     };
     match Status::from_code(r.status) {

@@ -32,10 +32,19 @@ pub fn register_at_server_start() {
     }
 }
 
-/// Asks for a worker unless the postmaster keeps one. A second worker finds the first one's
-/// lock and exits at once.
+/// True while a worker holds the service's lock: it is running, and asking for another would
+/// only take a worker slot for a moment (many waiting backends could take them all).
+fn worker_alive() -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(super::LOCK) else { return false };
+    // A shared lock conflicts with the worker's exclusive one; it is dropped with the file.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
+/// Asks for a worker unless the postmaster keeps one or one runs. A second worker finds the
+/// first one's lock and exits at once.
 pub fn ensure() -> Result<(), Failure> {
-    if PRELOADED.load(Ordering::Relaxed) {
+    if PRELOADED.load(Ordering::Relaxed) || worker_alive() {
         return Ok(());
     }
     let worker = builder().set_restart_time(None);

@@ -53,6 +53,10 @@ fn executable() -> String {
 struct Supervisor {
     args: Vec<String>,
     child: Option<(Child, Instant)>,
+    /// Services told to finish what they hold and exit (their settings changed), with when.
+    retiring: Vec<(Child, Instant)>,
+    /// Spawn failures in a row: the wait before the next try doubles, up to a minute.
+    failures: u32,
     /// When to try again after the process died young or could not be started.
     not_before: Instant,
     /// Successive deaths within a second of starting: the wait before the next start doubles.
@@ -67,12 +71,16 @@ impl Supervisor {
                 let _ = std::fs::remove_file(FAILED);
                 log!("visual_search: embedding service started (pid {})", c.id());
                 self.child = Some((c, Instant::now()));
+                self.failures = 0;
             }
             Err(e) => {
                 let why = format!("could not start the embedding service \"{exe}\": {e}");
-                warning!("visual_search: {why}");
+                if self.failures == 0 || self.failures.is_power_of_two() {
+                    warning!("visual_search: {why}");
+                }
                 let _ = std::fs::write(FAILED, &why);
-                self.not_before = Instant::now() + Duration::from_secs(1);
+                self.failures += 1;
+                self.not_before = Instant::now() + Duration::from_secs(1 << self.failures.min(6));
             }
         }
     }
@@ -84,7 +92,14 @@ impl Supervisor {
                 Ok(None) => return,
                 Ok(Some(status)) => {
                     log!("visual_search: embedding service process {} exited ({status}); starting another", c.id());
-                    self.quick_deaths = if since.elapsed() < Duration::from_secs(1) { self.quick_deaths + 1 } else { 0 };
+                    let young = since.elapsed() < Duration::from_secs(1);
+                    if young {
+                        // It could not start (its reason is in the server log): the backends
+                        // waiting for it are told now rather than at their timeout.
+                        let why = format!("the embedding service exited at start ({status}); see the server log");
+                        let _ = std::fs::write(FAILED, why);
+                    }
+                    self.quick_deaths = if young { self.quick_deaths + 1 } else { 0 };
                     let wait = Duration::from_millis(100 << self.quick_deaths.min(7));
                     self.not_before = Instant::now() + wait;
                     self.child = None;
@@ -92,16 +107,38 @@ impl Supervisor {
                 Err(e) => warning!("visual_search: could not check the embedding service process: {e}"),
             }
         }
+        self.retiring.retain_mut(|(c, since)| match c.try_wait() {
+            Ok(None) if since.elapsed() > RETIRE_TIMEOUT => {
+                let _ = c.kill();
+                let _ = c.wait();
+                false
+            }
+            Ok(None) => true,
+            _ => false,
+        });
         if self.child.is_none() && Instant::now() >= self.not_before {
             self.spawn();
         }
     }
 
-    /// SIGTERM, a second to finish, then SIGKILL.
-    fn stop(&mut self) {
-        if let Some((mut c, _)) = self.child.take() {
+    /// New settings: the running service answers what it holds and exits (SIGTERM) while the
+    /// next one, started at once, takes the socket for new connections.
+    fn retire(&mut self) {
+        if let Some((c, _)) = self.child.take() {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let until = Instant::now() + Duration::from_secs(1);
+            self.retiring.push((c, Instant::now()));
+        }
+        self.not_before = Instant::now();
+    }
+
+    /// With the server: SIGTERM, a second to finish, then SIGKILL.
+    fn stop(&mut self) {
+        let children: Vec<Child> = self.child.take().into_iter().chain(self.retiring.drain(..)).map(|(c, _)| c).collect();
+        for c in &children {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        let until = Instant::now() + Duration::from_secs(1);
+        for mut c in children {
             while Instant::now() < until && matches!(c.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -111,6 +148,9 @@ impl Supervisor {
         let _ = std::fs::remove_file(SOCKET);
     }
 }
+
+/// How long a retiring service may take to answer what it holds.
+const RETIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[pg_guard]
 #[no_mangle]
@@ -122,7 +162,7 @@ pub extern "C-unwind" fn visual_search_service_main(_arg: pg_sys::Datum) {
         return;
     };
     let _ = std::fs::remove_file(FAILED);
-    let mut s = Supervisor { args: args(), child: None, not_before: Instant::now(), quick_deaths: 0 };
+    let mut s = Supervisor { args: args(), child: None, retiring: Vec::new(), failures: 0, not_before: Instant::now(), quick_deaths: 0 };
     s.check();
     while BackgroundWorker::wait_latch(Some(Duration::from_millis(100))) {
         if BackgroundWorker::sighup_received() {
@@ -130,12 +170,15 @@ pub extern "C-unwind" fn visual_search_service_main(_arg: pg_sys::Datum) {
             let now = args();
             if now != s.args {
                 log!("visual_search: the embedding service's settings changed; restarting it");
-                s.stop();
+                s.retire();
                 s.args = now;
-                s.not_before = Instant::now();
             }
         }
         s.check();
     }
     s.stop();
+    // Not 0, which would unregister a preloaded worker for good: a pg_terminate_backend of it
+    // (an administrator's "terminate every other backend") must not end embedding until the
+    // server restarts. At shutdown the postmaster restarts nothing.
+    unsafe { pg_sys::proc_exit(1) };
 }

@@ -11,6 +11,10 @@ use std::io::{self, Read, Write};
 /// "VSE1": a byte stream that is not ours is refused at its first frame.
 pub const MAGIC: u32 = 0x5653_4531;
 pub const HEADER: usize = 16;
+/// The most images one request may hold (`visual_search.max_images_per_call` is at most this):
+/// each costs the service a few dozen bytes of bookkeeping even when empty, and 50 million
+/// empty images in a 200 MB array once took 800 MB.
+pub const MAX_IMAGES: u64 = 100_000;
 
 const EMBED: u32 = 1;
 const EMBEDDED: u32 = 2;
@@ -168,20 +172,22 @@ impl<'a> In<'a> {
 }
 
 /// A request's frame, from borrowed images (a backend's bytea values are not copied twice).
-pub fn encode_embed(id: u64, w: &Wanted, images: &[&[u8]]) -> Vec<u8> {
+/// The buffer is reserved fallibly: an array's images may be a gigabyte, and a failed Rust
+/// allocation would abort the backend, restarting the server.
+pub fn encode_embed(id: u64, w: &Wanted, images: &[&[u8]]) -> io::Result<Vec<u8>> {
     let mut o = Out::new(EMBED);
     o.u64(id).bytes(w.model_dir.as_bytes()).bytes(w.model.as_bytes()).bytes(w.device.as_bytes());
     o.u32(w.half_precision as u32).u64(w.max_image_bytes).u64(w.max_image_pixels).u64(images.len() as u64);
-    o.0.reserve(images.iter().map(|i| i.len() + 8).sum());
+    o.0.try_reserve_exact(images.iter().map(|i| i.len() + 8).sum()).map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "out of memory for a request"))?;
     for i in images {
         o.bytes(i);
     }
-    o.done()
+    Ok(o.done())
 }
 
 pub fn encode(m: &Message) -> Vec<u8> {
     match m {
-        Message::Embed(r) => encode_embed(r.id, &r.wanted, &r.images.iter().map(Vec::as_slice).collect::<Vec<_>>()),
+        Message::Embed(r) => encode_embed(r.id, &r.wanted, &r.images.iter().map(Vec::as_slice).collect::<Vec<_>>()).expect("memory for a request"),
         Message::Embedded(r) => {
             let mut o = Out::new(EMBEDDED);
             o.u64(r.id).u32(r.status as u32).u64(r.image as u64).bytes(r.message.as_bytes()).bytes(r.note.as_bytes());
@@ -239,6 +245,9 @@ pub fn decode(kind: u32, body: &[u8]) -> io::Result<Message> {
             // Each image costs at least its 8-byte length: a count beyond that is a lie.
             if n > (i.0.len() / 8) as u64 {
                 return Err(bad("a request announces more images than it holds"));
+            }
+            if n > MAX_IMAGES {
+                return Err(bad(format!("a request of {n} images is over the limit of {MAX_IMAGES}")));
             }
             let images = (0..n).map(|_| i.bytes().map(<[u8]>::to_vec)).collect::<io::Result<_>>()?;
             Message::Embed(EmbedRequest { id, wanted, images })
@@ -344,13 +353,17 @@ mod tests {
         let mut other = frame.clone();
         other[0] ^= 1;
         assert!(read(&mut other.as_slice(), 1 << 20).unwrap_err().to_string().contains("not a visual_search"));
-        let big = encode_embed(1, &wanted(), &[&[0u8; 4096]]);
+        let big = encode_embed(1, &wanted(), &[&[0u8; 4096]]).unwrap();
         assert!(read(&mut big.as_slice(), 1000).unwrap_err().to_string().contains("over the limit"));
         // A request that announces a billion images in a few bytes.
-        let mut lie = encode_embed(1, &wanted(), &[]);
+        let mut lie = encode_embed(1, &wanted(), &[]).unwrap();
         let at = lie.len() - 8;
         lie[at..].copy_from_slice(&1_000_000_000u64.to_le_bytes());
         assert!(read(&mut lie.as_slice(), 1 << 20).unwrap_err().to_string().contains("more images"));
+        // More images than a request may hold, each of them present.
+        let empty: Vec<&[u8]> = vec![&[]; MAX_IMAGES as usize + 1];
+        let many = encode_embed(1, &wanted(), &empty).unwrap();
+        assert!(read(&mut many.as_slice(), 1 << 30).unwrap_err().to_string().contains("over the limit of 100000"));
         // A truncated body, and bytes past the end.
         let mut short = big.clone();
         short.truncate(big.len() - 10);

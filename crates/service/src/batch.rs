@@ -4,10 +4,23 @@
 use crate::serve::{Conn, Shared};
 use std::collections::VecDeque;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use vs_engine_api::abi::{self, Bytes, Engine, Request, Settings, Status};
 use vs_engine_api::wire::{EmbedReply, EmbedRequest, Message};
+
+/// Set by SIGTERM: answer what is queued, then exit (the supervisor has started the next
+/// service, which new connections reach).
+static RETIRING: AtomicBool = AtomicBool::new(false);
+
+pub extern "C" fn retire(_: libc::c_int) {
+    RETIRING.store(true, Ordering::Release);
+}
+
+pub fn retiring() -> bool {
+    RETIRING.load(Ordering::Acquire)
+}
 
 pub struct Job {
     pub request: EmbedRequest,
@@ -51,7 +64,12 @@ impl Queue {
             q.retain(|j| !j.conn.gone());
             shared.stats.dropped(before - q.len());
             let Some(oldest) = q.front() else {
-                q = self.changed.wait(q).unwrap_or_else(|p| p.into_inner());
+                if retiring() {
+                    crate::log(format_args!("retired: every request answered"));
+                    std::process::exit(0);
+                }
+                // Timed, so that a SIGTERM is seen without a request to wake the batcher.
+                q = self.changed.wait_timeout(q, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
                 continue;
             };
             let waited = oldest.arrived.elapsed();
@@ -184,6 +202,11 @@ fn embed(engine: &Engine, shared: &Shared, threads: u32, mut jobs: Vec<Job>) {
             } else {
                 stats.dropped(1);
             }
+            // Its backend's next request goes to the next service (it reconnects when a kept
+            // connection fails).
+            if retiring() {
+                j.conn.close();
+            }
         };
         let (mut status, mut message) = (r.status, Reply::text(&r.message));
         if status == Status::Ok as i32 && (r.n != total || reply.vectors().len() != total * r.dims || (total > 0 && r.dims == 0)) {
@@ -206,6 +229,15 @@ fn embed(engine: &Engine, shared: &Shared, threads: u32, mut jobs: Vec<Job>) {
             Some((k, i)) => {
                 answer(&jobs[k], EmbedReply { status, image: i as i64, message, ..base(&jobs[k]) });
                 jobs.remove(k);
+            }
+            // An error of no image (out of memory, libtorch, a panic) may be one request's doing:
+            // each runs alone before anyone is told.
+            None if jobs.len() > 1 => {
+                drop(reply);
+                for j in jobs {
+                    embed(engine, shared, threads, vec![j]);
+                }
+                return;
             }
             None => {
                 jobs.iter().for_each(|j| answer(j, EmbedReply { status, message: message.clone(), ..base(j) }));

@@ -35,6 +35,7 @@ fn main() {
             std::process::exit(1);
         }
     }
+    raise_open_files();
     // Bound before the engine opens (seconds for libtorch): early connections wait in the
     // backlog instead of being refused.
     let listener = match serve::bind(&args.socket) {
@@ -77,6 +78,9 @@ fn main() {
         max_request_bytes: args.max_request_bytes,
     });
     if let Some(engine) = engine {
+        // A supervisor that restarts the service for new settings lets it finish what it holds
+        // (without an engine it holds nothing: SIGTERM ends it at once).
+        unsafe { libc::signal(libc::SIGTERM, batch::retire as *const () as libc::sighandler_t) };
         let (s, threads) = (shared.clone(), args.threads);
         let started = std::thread::Builder::new().name("vs-batcher".into()).spawn(move || {
             // Without the batcher every request would wait for ever: better to die and be
@@ -91,6 +95,18 @@ fn main() {
         }
     }
     serve::accept(listener, shared)
+}
+
+/// Every backend keeps a connection (one descriptor each): the soft limit of 1,024 stopped a
+/// service at about 500 sessions, so it takes the hard limit.
+fn raise_open_files() {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }
 
 /// The engine's own account of libtorch (threads, CUDA).

@@ -24,9 +24,10 @@ pub struct Shared {
     pub max_request_bytes: u64,
 }
 
-/// One backend's connection.
+/// One backend's connection: one descriptor, read by its thread, written under the lock.
 pub struct Conn {
-    writer: Mutex<UnixStream>,
+    stream: UnixStream,
+    writer: Mutex<()>,
     /// The backend closed it (its request withdrawn) or it broke.
     gone: AtomicBool,
 }
@@ -36,10 +37,10 @@ impl Conn {
         self.gone.load(Ordering::Acquire)
     }
 
-    fn close(&self, stream: &UnixStream) {
+    pub fn close(&self) {
         self.gone.store(true, Ordering::Release);
         // Also wakes its reader, which is blocked in a read.
-        let _ = stream.shutdown(Shutdown::Both);
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
 
     /// Writes `m`; false (and the connection closed) when it could not.
@@ -47,11 +48,11 @@ impl Conn {
         if self.gone() {
             return false;
         }
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        match wire::write(&mut *w, m) {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        match wire::write(&mut &self.stream, m) {
             Ok(()) => true,
             Err(_) => {
-                self.close(&w);
+                self.close();
                 false
             }
         }
@@ -76,13 +77,13 @@ pub fn accept(listener: UnixListener, shared: Arc<Shared>) -> ! {
     }
 }
 
-fn serve(mut stream: UnixStream, shared: &Shared) {
-    let conn = match stream.try_clone().and_then(|w| w.set_write_timeout(Some(WRITE_TIMEOUT)).map(|()| w)) {
-        Ok(w) => Arc::new(Conn { writer: Mutex::new(w), gone: AtomicBool::new(false) }),
-        Err(_) => return,
-    };
+fn serve(stream: UnixStream, shared: &Shared) {
+    if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
+        return;
+    }
+    let conn = Arc::new(Conn { stream, writer: Mutex::new(()), gone: AtomicBool::new(false) });
     // EOF, a broken socket or a frame that is not ours all end the connection.
-    while let Ok(m) = wire::read(&mut stream, shared.max_request_bytes) {
+    while let Ok(m) = wire::read(&mut &conn.stream, shared.max_request_bytes) {
         let ok = match m {
             Message::Embed(request) => {
                 shared.stats.request(request.images.len());
@@ -108,7 +109,7 @@ fn serve(mut stream: UnixStream, shared: &Shared) {
             break;
         }
     }
-    conn.close(&stream);
+    conn.close();
     shared.queue.wake();
 }
 

@@ -73,8 +73,10 @@ impl Stats {
         *c.batch_sizes.entry(u32::try_from(images).unwrap_or(u32::MAX)).or_default() += 1;
         if let Some((m, d)) = model {
             c.recent.push_back((now, images as u64));
-            if !c.models.iter().any(|(cm, cd)| cm == m && cd == d) {
-                c.models.insert((m.to_string(), d.to_string()));
+            // Bounded: a role may name its device with a megabyte of spaces.
+            let (m, d) = (clip(m), clip(d));
+            if c.models.len() < MAX_MODELS && !c.models.iter().any(|(cm, cd)| *cm == m && *cd == d) {
+                c.models.insert((m, d));
             }
         }
         prune(&mut c.recent, now);
@@ -114,6 +116,14 @@ fn prune(recent: &mut VecDeque<(Instant, u64)>, now: Instant) {
     }
 }
 
+/// (model, device) pairs remembered, and the characters kept of each name.
+const MAX_MODELS: usize = 32;
+const NAME_CHARS: usize = 64;
+
+fn clip(s: &str) -> String {
+    s.trim().chars().take(NAME_CHARS).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +147,17 @@ mod tests {
         assert_eq!(r.models, vec![("m".to_string(), "cpu".to_string())]);
         assert!(r.images_per_s > 0.0);
         assert_eq!(r.max_wait_ms, 2.0);
+    }
+
+    #[test]
+    fn the_models_remembered_are_bounded() {
+        let s = stats();
+        let long = format!("cpu{}", " ".repeat(1_000_000));
+        for i in 0..100 {
+            s.batch(1, Some((&format!("m{i}"), &long)));
+        }
+        let r = s.snapshot();
+        assert_eq!(r.models.len(), MAX_MODELS);
+        assert!(r.models.iter().all(|(m, d)| m.len() <= NAME_CHARS && d == "cpu"));
     }
 }

@@ -109,7 +109,7 @@ impl Client {
 
     fn send(&mut self, model: &str, images: &[&[u8]]) -> u64 {
         self.id += 1;
-        self.stream.write_all(&wire::encode_embed(self.id, &wanted(model), images)).unwrap();
+        self.stream.write_all(&wire::encode_embed(self.id, &wanted(model), images).unwrap()).unwrap();
         self.id
     }
 
@@ -298,11 +298,11 @@ fn garbage_closes_its_connection_only() {
     assert!(garbage.closed());
     // Over --max-request-bytes: refused at its header.
     let mut big = s.connect();
-    let _ = big.stream.write_all(&wire::encode_embed(1, &wanted("tiny-vgg16"), &[&vec![0u8; 200_000]]));
+    let _ = big.stream.write_all(&wire::encode_embed(1, &wanted("tiny-vgg16"), &[&vec![0u8; 200_000]]).unwrap());
     assert!(big.closed());
     // A header of ours over a body that is not.
     let mut lie = s.connect();
-    let mut frame = wire::encode_embed(1, &wanted("tiny-vgg16"), &[&sneaker]);
+    let mut frame = wire::encode_embed(1, &wanted("tiny-vgg16"), &[&sneaker]).unwrap();
     frame[20..].iter_mut().for_each(|b| *b = 0xff);
     lie.stream.write_all(&frame).unwrap();
     assert!(lie.closed());
@@ -349,4 +349,31 @@ fn bad_arguments_exit_with_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage: visual_search_service"));
     }
+}
+
+/// Every backend keeps a connection. Started with a soft limit of 64 descriptors (hard 4,096),
+/// the service still serves 200 connections at once: it raises its own limit (at 1,024 a
+/// service once stopped accepting at about 500 sessions).
+#[test]
+fn many_kept_connections_do_not_run_out_of_descriptors() {
+    use std::os::unix::process::CommandExt;
+    let dir = folder();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--socket", "s.sock", "--engine", &engine_library()]).current_dir(&dir).stdin(Stdio::null()).stderr(log);
+    unsafe {
+        cmd.pre_exec(|| {
+            let l = libc::rlimit { rlim_cur: 64, rlim_max: 4096 };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            Ok(())
+        });
+    }
+    let mut svc = Service { child: cmd.spawn().unwrap(), dir };
+    let mut kept: Vec<Client> = (0..200).map(|_| svc.connect()).collect();
+    let png = image("sneaker.png");
+    for c in kept.iter_mut().step_by(50) {
+        assert_eq!(c.embed("tiny-vgg16", &[&png]).status, 0);
+    }
+    let last = kept.last_mut().unwrap();
+    assert_eq!(last.embed("tiny-vgg16", &[&png]).status, 0, "{}", svc.log());
 }
