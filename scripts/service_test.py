@@ -65,6 +65,9 @@ def reload(cur, **settings):
     return stats(cur)
 
 
+# A request that keeps the service busy for seconds: 300 photos in one array.
+LONG = "SELECT array_length(image_embed(array_fill(%s::bytea, ARRAY[300]), 'tiny-vgg16'), 1)"
+
 # The same bytes through the network: the vector's binary form, compared bitwise.
 VEC = "SELECT encode(embedding_send(image_embed(%s, 'tiny-vgg16')), 'hex')"
 NAMES = ["sneaker.png", "chelsea.png", "rocket.jpg", "sneaker.crop.png", "chelsea.crop.png", "rocket.crop.png",
@@ -130,9 +133,13 @@ with closing(connect()) as c, c.cursor() as cur:
     check("an image over the byte limit is refused before it is queued", state == "54000" and stats(cur)["requests"] == before,
           state)
 
-    # A request held 1 s for company: a timeout ends the wait at once, and the service drops it.
-    reload(cur, service_max_wait="1000ms")
+    # A request queued behind a long one: a timeout ends the wait at once, and the service drops it.
+    reload(cur, service_max_batch=300, service_batchers=1)
+    one(cur, VEC, image("rocket.jpg"))  # the model loaded
     dropped = stats(cur)["dropped"]
+    busy = threading.Thread(target=lambda: one(connect().cursor(), LONG, image("chelsea.png")))
+    busy.start()
+    time.sleep(0.3)
     with closing(connect()) as w, w.cursor() as wc:
         wc.execute("SET statement_timeout = '100ms'")
         t = time.monotonic()
@@ -142,7 +149,8 @@ with closing(connect()) as c, c.cursor() as cur:
         except psycopg2.Error as e:
             err = e
         s_ = time.monotonic() - t
-    time.sleep(1.2)
+    busy.join()
+    time.sleep(0.3)
     check("statement_timeout ends a backend's wait for the service", isinstance(err, psycopg2.errors.QueryCanceled) and s_ < 0.6,
           f"{s_ * 1000:.0f} ms for a 100 ms timeout")
     check("the service dropped the abandoned request", stats(cur)["dropped"] > dropped)
@@ -157,7 +165,7 @@ with closing(connect()) as c, c.cursor() as cur:
             with closing(connect()) as w, w.cursor() as wc:
                 t = time.monotonic()
                 try:
-                    one(wc, VEC, image("chelsea.png"))
+                    one(wc, LONG, image("chelsea.png"))
                     done["err"] = None
                 except psycopg2.Error as e:
                     done["err"] = e
@@ -165,7 +173,7 @@ with closing(connect()) as c, c.cursor() as cur:
 
         th = threading.Thread(target=waiting)
         th.start()
-        time.sleep(0.3)
+        time.sleep(0.5)
         os.kill(pid, signal.SIGKILL)
         th.join(30)
         err = done.get("err")
@@ -179,13 +187,13 @@ with closing(connect()) as c, c.cursor() as cur:
         check("the next call works, in a new service process", v == alone["sneaker.png"] and s["pid"] != pid,
               f"{time.monotonic() - t:.2f} s, pid {pid} -> {s['pid']}")
 
-    # A settings change while a request waits: the old service answers it before it exits.
+    # A settings change while a request is in flight: the old service answers it before it exits.
     done = {}
 
     def held():
         with closing(connect()) as w, w.cursor() as wc:
             try:
-                done["v"] = one(wc, VEC, image("rocket.jpg"))
+                done["v"] = one(wc, LONG, image("rocket.jpg"))
             except psycopg2.Error as e:
                 done["err"] = e
 
@@ -194,7 +202,7 @@ with closing(connect()) as c, c.cursor() as cur:
     time.sleep(0.3)
     reload(cur, service_max_batch=4)
     th.join(30)
-    check("a request in flight when the settings change gets its vector", done.get("v") == alone["rocket.jpg"],
+    check("a request in flight when the settings change gets its vectors", done.get("v") == 300,
           str(done.get("err", "")).strip()[:120])
 
     # An array larger than service_max_batch goes in parts that take turns with other requests.
@@ -203,7 +211,7 @@ with closing(connect()) as c, c.cursor() as cur:
     sizes = [int(p.split(":")[0]) for p in (stats(cur)["batch_sizes"] or "").split()]
     check("an array of 10 runs in batches of at most service_max_batch (4)", arr == 10 and max(sizes) <= 4,
           f"batches before {before}, after {stats(cur)['batch_sizes']}")
-    reload(cur, service_max_wait=None, service_max_batch=None)
+    reload(cur, service_max_wait=None, service_max_batch=None, service_batchers=None)
 
     # A service that dies at start: the first call says so at once, not at its 60 s timeout.
     datadir = one(cur, "SHOW data_directory")

@@ -23,6 +23,7 @@ pub static EMBED_IN: GucSetting<EmbedIn> = GucSetting::<EmbedIn>::new(EmbedIn::S
 pub static SERVICE_MAX_BATCH: GucSetting<i32> = GucSetting::<i32>::new(64);
 pub static SERVICE_MAX_WAIT: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static SERVICE_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static SERVICE_BATCHERS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// libtorch intra-op threads per backend. Small by default so that N connections do not start
 /// N × cores OpenMP threads.
@@ -89,6 +90,16 @@ pub fn init() {
         c"Threads the embedding service runs models and image decoding on; 0: one per CPU core.",
         c"",
         &SERVICE_THREADS,
+        0,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"visual_search.service_batchers",
+        c"Batches the embedding service runs at once, each on service_threads / service_batchers threads; 0: one per thread.",
+        c"On the CPU one thread a batch never waits for a busy core at a parallel region; with a GPU, one or two batchers of several threads each feed it larger batches.",
+        &SERVICE_BATCHERS,
         0,
         256,
         GucContext::Sighup,

@@ -14,6 +14,7 @@ fn service_stats() -> TableIterator<
         name!(engine, Option<String>),
         name!(engine_error, Option<String>),
         name!(threads, Option<i32>),
+        name!(batchers, Option<i32>),
         name!(max_batch, Option<i32>),
         name!(max_wait_ms, Option<f64>),
         name!(uptime_s, Option<f64>),
@@ -30,7 +31,7 @@ fn service_stats() -> TableIterator<
     ),
 > {
     let Some(s) = super::client::stats() else {
-        return TableIterator::once((false, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None));
+        return TableIterator::once((false, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None));
     };
     let per = |total: f64, n: u64| (n > 0).then(|| total / n as f64);
     let sizes = s.batch_sizes.iter().map(|(size, n)| format!("{size}:{n}")).collect::<Vec<_>>().join(" ");
@@ -41,6 +42,7 @@ fn service_stats() -> TableIterator<
         Some(s.engine),
         s.engine_error,
         Some(s.threads as i32),
+        Some(s.batchers as i32),
         Some(s.max_batch as i32),
         Some(s.max_wait_ms),
         Some(s.uptime_s),

@@ -34,6 +34,12 @@ fn args() -> Vec<String> {
         crate::embed::engine::path(),
         "--threads".into(),
         threads.to_string(),
+        "--batchers".into(),
+        match guc::SERVICE_BATCHERS.get() {
+            0 => threads,
+            n => n as usize,
+        }
+        .to_string(),
         "--max-batch".into(),
         guc::SERVICE_MAX_BATCH.get().to_string(),
         "--max-wait-us".into(),

@@ -68,6 +68,8 @@ pub struct ServiceStats {
     /// Why the engine library could not be opened, when it could not.
     pub engine_error: Option<String>,
     pub threads: u32,
+    /// Threads that run batches at once (threads / batchers each).
+    pub batchers: u32,
     pub max_batch: u32,
     pub max_wait_ms: f64,
     pub uptime_s: f64,

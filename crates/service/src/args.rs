@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-pub const USAGE: &str = "usage: visual_search_service --socket PATH --engine PATH [--threads N] [--max-batch N] [--max-wait-us N] \
+pub const USAGE: &str = "usage: visual_search_service --socket PATH --engine PATH [--threads N] [--batchers N] [--max-batch N] [--max-wait-us N] \
                          [--max-request-bytes N] [--parent PID]";
 
 #[derive(Debug, PartialEq)]
@@ -10,6 +10,9 @@ pub struct Args {
     pub socket: String,
     pub engine: String,
     pub threads: u32,
+    /// Threads that run batches at once, each with `threads / batchers` threads of its own
+    /// (default: as many as threads, one each).
+    pub batchers: u32,
     pub max_batch: u32,
     pub max_wait: Duration,
     pub max_request_bytes: u64,
@@ -30,6 +33,7 @@ impl Args {
             socket: String::new(),
             engine: String::new(),
             threads: 1,
+            batchers: 0,
             max_batch: 64,
             max_wait: Duration::from_micros(2000),
             max_request_bytes: 1 << 30,
@@ -41,6 +45,7 @@ impl Args {
                 "--socket" => socket = Some(v),
                 "--engine" => engine = Some(v),
                 "--threads" => a.threads = number(&flag, &v, 1)?,
+                "--batchers" => a.batchers = number(&flag, &v, 1)?,
                 "--max-batch" => a.max_batch = number(&flag, &v, 1)?,
                 "--max-wait-us" => a.max_wait = Duration::from_micros(number(&flag, &v, 0)?),
                 "--max-request-bytes" => a.max_request_bytes = number(&flag, &v, 1)?,
@@ -50,6 +55,7 @@ impl Args {
         }
         a.socket = socket.filter(|s| !s.is_empty()).ok_or("--socket is required")?;
         a.engine = engine.filter(|s| !s.is_empty()).ok_or("--engine is required")?;
+        a.batchers = if a.batchers == 0 { a.threads } else { a.batchers.min(a.threads) };
         Ok(a)
     }
 }
@@ -66,7 +72,10 @@ mod tests {
     fn defaults_and_every_flag() {
         let a = parse("--socket s --engine e").unwrap();
         assert_eq!((a.threads, a.max_batch, a.max_wait, a.max_request_bytes, a.parent), (1, 64, Duration::from_micros(2000), 1 << 30, None));
-        let a = parse("--engine e --socket s --threads 4 --max-batch 8 --max-wait-us 0 --max-request-bytes 100 --parent 7").unwrap();
+        assert_eq!(parse("--socket s --engine e --threads 3").unwrap().batchers, 3);
+        assert_eq!(parse("--socket s --engine e --threads 4 --batchers 9").unwrap().batchers, 4);
+        let a = parse("--engine e --socket s --threads 4 --batchers 2 --max-batch 8 --max-wait-us 0 --max-request-bytes 100 --parent 7").unwrap();
+        assert_eq!(a.batchers, 2);
         assert_eq!((a.socket.as_str(), a.engine.as_str()), ("s", "e"));
         assert_eq!((a.threads, a.max_batch, a.max_wait, a.max_request_bytes, a.parent), (4, 8, Duration::ZERO, 100, Some(7)));
     }

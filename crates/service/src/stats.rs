@@ -13,6 +13,7 @@ pub struct Fixed {
     pub engine: String,
     pub engine_error: Option<String>,
     pub threads: u32,
+    pub batchers: u32,
     pub max_batch: u32,
     pub max_wait: Duration,
     pub info: String,
@@ -94,6 +95,7 @@ impl Stats {
             engine: f.engine.clone(),
             engine_error: f.engine_error.clone(),
             threads: f.threads,
+            batchers: f.batchers,
             max_batch: f.max_batch,
             max_wait_ms: f.max_wait.as_secs_f64() * 1e3,
             uptime_s: uptime.as_secs_f64(),
@@ -129,7 +131,15 @@ mod tests {
     use super::*;
 
     fn stats() -> Stats {
-        Stats::new(Fixed { engine: "e".into(), engine_error: None, threads: 1, max_batch: 8, max_wait: Duration::from_millis(2), info: String::new() })
+        Stats::new(Fixed {
+            engine: "e".into(),
+            engine_error: None,
+            threads: 1,
+            batchers: 1,
+            max_batch: 8,
+            max_wait: Duration::from_millis(2),
+            info: String::new(),
+        })
     }
 
     #[test]
