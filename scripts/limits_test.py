@@ -13,28 +13,16 @@ from contextlib import closing
 import psycopg2
 import psycopg2.errors
 
+from live import Checks, one
+import live
+
 conninfo, bombs = sys.argv[1], sys.argv[2]
 GIB_KB = 1 << 20
-passed = 0
-
-
-def check(name, ok, detail=""):
-    global passed
-    print(f"limits_test: {'ok' if ok else 'FAIL'}: {name}{': ' + detail if detail else ''}", flush=True)
-    if not ok:
-        sys.exit(1)
-    passed += 1
+check = Checks("limits_test")
 
 
 def connect():
-    c = psycopg2.connect(conninfo)
-    c.autocommit = True
-    return c
-
-
-def one(cur, q, *args):
-    cur.execute(q, args)
-    return cur.fetchone()[0]
+    return live.connect(conninfo)
 
 
 def peak_kb(cur):
@@ -151,4 +139,4 @@ with closing(connect()) as c, c.cursor() as cur:
 
 with closing(connect()) as c, c.cursor() as cur:
     check("the server never restarted", one(cur, "SELECT pg_postmaster_start_time()") == started)
-print(f"limits_test: {passed} passed, 0 failed")
+check.done()

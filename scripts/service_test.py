@@ -16,29 +16,17 @@ from contextlib import closing
 import psycopg2
 import psycopg2.errors
 
+import live
+from live import Checks, attempt, one
+
 conninfo, images = sys.argv[1], sys.argv[2]
 preloaded = "--preloaded" in sys.argv
-passed = 0
 WORKER = "visual_search embedding service"
-
-
-def check(name, ok, detail=""):
-    global passed
-    print(f"service_test: {'ok' if ok else 'FAIL'}: {name}{': ' + detail if detail else ''}", flush=True)
-    if not ok:
-        sys.exit(1)
-    passed += 1
+check = Checks("service_test")
 
 
 def connect():
-    c = psycopg2.connect(conninfo)
-    c.autocommit = True
-    return c
-
-
-def one(cur, q, *args):
-    cur.execute(q, args)
-    return cur.fetchone()[0]
+    return live.connect(conninfo)
 
 
 def image(name):
@@ -124,11 +112,8 @@ with closing(connect()) as c, c.cursor() as cur:
     # Refused before it is queued.
     before = stats(cur)["requests"]
     cur.execute("SET visual_search.max_image_bytes = 100")
-    try:
-        one(cur, VEC, image("sneaker.png"))
-        state = "ok"
-    except psycopg2.Error as e:
-        state = e.pgcode
+    _, err, _ = attempt(cur, VEC, image("sneaker.png"))
+    state = err.pgcode if err else "ok"
     cur.execute("RESET visual_search.max_image_bytes")
     check("an image over the byte limit is refused before it is queued", state == "54000" and stats(cur)["requests"] == before,
           state)
@@ -142,13 +127,7 @@ with closing(connect()) as c, c.cursor() as cur:
     time.sleep(0.3)
     with closing(connect()) as w, w.cursor() as wc:
         wc.execute("SET statement_timeout = '100ms'")
-        t = time.monotonic()
-        try:
-            one(wc, VEC, image("rocket.jpg"))
-            err = None
-        except psycopg2.Error as e:
-            err = e
-        s_ = time.monotonic() - t
+        _, err, s_ = attempt(wc, VEC, image("rocket.jpg"))
     busy.join()
     time.sleep(0.3)
     check("statement_timeout ends a backend's wait for the service", isinstance(err, psycopg2.errors.QueryCanceled) and s_ < 0.6,
@@ -163,13 +142,7 @@ with closing(connect()) as c, c.cursor() as cur:
 
         def waiting():
             with closing(connect()) as w, w.cursor() as wc:
-                t = time.monotonic()
-                try:
-                    one(wc, LONG, image("chelsea.png"))
-                    done["err"] = None
-                except psycopg2.Error as e:
-                    done["err"] = e
-                done["s"] = time.monotonic() - t
+                _, done["err"], done["s"] = attempt(wc, LONG, image("chelsea.png"))
 
         th = threading.Thread(target=waiting)
         th.start()
@@ -192,10 +165,7 @@ with closing(connect()) as c, c.cursor() as cur:
 
     def held():
         with closing(connect()) as w, w.cursor() as wc:
-            try:
-                done["v"] = one(wc, LONG, image("rocket.jpg"))
-            except psycopg2.Error as e:
-                done["err"] = e
+            done["v"], done["err"], _ = attempt(wc, LONG, image("rocket.jpg"))
 
     th = threading.Thread(target=held)
     th.start()
@@ -228,14 +198,8 @@ with closing(connect()) as c, c.cursor() as cur:
     with open(sock, "w") as f:
         f.write("not a socket")
     try:
-        t = time.monotonic()
         with closing(connect()) as w, w.cursor() as wc:
-            try:
-                one(wc, VEC, image("sneaker.png"))
-                err = None
-            except psycopg2.Error as e:
-                err = e
-        took = time.monotonic() - t
+            _, err, took = attempt(wc, VEC, image("sneaker.png"))
     finally:
         os.remove(sock)
     check("a service that cannot start: a clear ERROR within seconds", err is not None and err.pgcode == "53000"
@@ -268,13 +232,7 @@ with closing(connect()) as c, c.cursor() as cur:
             held_sockets.append(s_)
         with closing(connect()) as w, w.cursor() as wc:
             wc.execute("SET statement_timeout = '500ms'")
-            t = time.monotonic()
-            try:
-                one(wc, VEC, image("chelsea.png"))
-                err = None
-            except psycopg2.Error as e:
-                err = e
-            took = time.monotonic() - t
+            _, err, took = attempt(wc, VEC, image("chelsea.png"))
     finally:
         for s_ in held_sockets:
             s_.close()
@@ -284,11 +242,7 @@ with closing(connect()) as c, c.cursor() as cur:
 
     # A service that cannot open its engine says so on the first call.
     reload(cur, engine_library="/nonexistent/visual_search_engine.so")
-    try:
-        one(cur, VEC, image("sneaker.png"))
-        err = None
-    except psycopg2.Error as e:
-        err = e
+    _, err, _ = attempt(cur, VEC, image("sneaker.png"))
     check("a missing engine library: a clear ERROR, not a hang", err is not None and err.pgcode == "58P01"
           and 'could not load the embedding engine "/nonexistent/visual_search_engine.so"' in str(err), str(err).strip())
     reload(cur, engine_library=None)
@@ -326,4 +280,4 @@ with closing(connect()) as c, c.cursor() as cur:
               and v == alone["chelsea.png"] and stats(cur)["running"], f"worker {wpid} -> {again} in {time.monotonic() - t:.1f} s")
     check("the server never restarted", one(cur, "SELECT pg_postmaster_start_time()") == started)
     print(f"service_test: service pid {stats(cur)['pid']}")
-print(f"service_test: {passed} passed, 0 failed")
+check.done()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU checks of the embedding service (issue #15, point 5) in one script, for a GPU machine
+# with no network, run as root: a real server as a user it creates, image_embed on CUDA against
+# the CPU's vectors, and bench/results/gpu.md (images/s of full-width VGG16 at 224² with 1, 8 and
+# 32 clients, batch sizes formed, GPU memory, f32 and f16). Inside 8 minutes on an H200.
+#
+# What it runs on, found in this order (scripts/gpu_prepare.sh makes .gpu/bundle.tar.xz of both;
+# carry it, it is unpacked here):
+#   .gpu/pg      PostgreSQL 15 from Debian's packages unpacked with dpkg -x, with the libraries it
+#                needs, else the system's PostgreSQL 15;
+#   .gpu/stage   the extension's built files (lib/, extension/, models/) to install into it, the
+#                engine library built against CUDA libtorch (gpu_prepare.sh), else what is installed;
+#   libtorch     the machine's own PyTorch (python3 -c 'import torch'), whose lib/ goes on the
+#                server's library path, else the engine's rpath.
+# Without a GPU it is its own dry run: the same steps on the CPU, smaller, GPU checks skipped.
+#   scripts/gpu_check.sh [--dry-run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+work=/tmp/vs_gpu_check
+out=${VS_GPU_OUT:-$repo/bench/results}
+user=vsgpu
+[ "$(id -u)" = 0 ] || { echo "gpu_check: run as root (the server runs as user $user)" >&2; exit 2; }
+started=$(date +%s)
+
+if [ -f .gpu/bundle.tar.xz ] && [ ! -d .gpu/pg ]; then tar -xJf .gpu/bundle.tar.xz -C .gpu; fi
+pgroot=/
+if [ -d .gpu/pg/usr/lib/postgresql/15/bin ]; then pgroot=$repo/.gpu/pg; fi
+PGBIN=$pgroot/usr/lib/postgresql/15/bin
+libs=$pgroot/usr/lib/x86_64-linux-gnu:$pgroot/lib/x86_64-linux-gnu
+# Debian's PostgreSQL reads time zones from /usr/share/zoneinfo, wherever it is unpacked.
+if [ ! -e /usr/share/zoneinfo/UTC ] && [ -d "$pgroot/usr/share/zoneinfo" ]; then
+  mkdir -p /usr/share; cp -r "$pgroot/usr/share/zoneinfo" /usr/share/
+fi
+py=python3
+python3 -c 'import torch' 2>/dev/null || py=${VS_PYTHON:-/opt/bench-venv/bin/python}
+# The staged engine is linked against the GPU machine's PyTorch (2.11, CUDA); an engine installed
+# here finds its own libtorch by its rpath.
+torchlib=rpath
+ldpath=
+if [ -d .gpu/stage ]; then
+  torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  ldpath=$torchlib:$(python3 -c 'import glob, os, nvidia; print(":".join(glob.glob(os.path.join(list(nvidia.__path__)[0], "*", "lib"))))' 2>/dev/null || true)
+fi
+[ "$pgroot" != / ] && ldpath=$libs${ldpath:+:$ldpath}
+export PATH=$PGBIN:$PATH LD_LIBRARY_PATH=$ldpath
+echo "gpu_check: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') from $pgroot, libtorch from $torchlib"
+
+if [ -d .gpu/stage ]; then
+  pkglib=$("$PGBIN/pg_config" --pkglibdir); share=$("$PGBIN/pg_config" --sharedir)
+  cp .gpu/stage/lib/* "$pkglib/"; cp .gpu/stage/extension/* "$share/extension/"
+  mkdir -p "$share/visual_search"; cp -r .gpu/stage/models "$share/visual_search/"
+  echo "gpu_check: installed .gpu/stage into $pgroot"
+fi
+
+id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/false "$user"
+rm -rf "$work"; mkdir -p "$work/models" "$work/images"
+cp pg_test/data/images/*.png pg_test/data/images/*.jpg "$work/images/"
+chown -R "$user" "$work"; chmod -R a+rX "$work"
+as_user() { runuser -u "$user" -- env PATH="$PATH" LD_LIBRARY_PATH="$LD_LIBRARY_PATH" "$@"; }
+as_user initdb -D "$work/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_user pg_ctl -D "$work/data" -l "$work/server.log" -w -t 60 start \
+  -o "-p $port -k $work -c listen_addresses='' -c max_connections=100 -c visual_search.model_dir=$work/models -c visual_search.service_batchers=2" >/dev/null
+trap 'as_user pg_ctl -D "$work/data" -m fast -w stop >/dev/null 2>&1 || true; tail -5 "$work/server.log" 2>/dev/null' EXIT
+conninfo="host=$work port=$port user=postgres dbname=postgres"
+# The model is written by the machine's own PyTorch (no weights file travels), as the server's user.
+chown "$user" "$work/models"
+"$py" bench/gpu_check.py "$conninfo" "$work/models" "$work/images" "$out" "$@"
+echo "gpu_check: done in $(( $(date +%s) - started )) s"
