@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test demo stop demo-test bench-connect bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -77,6 +77,11 @@ stop:
 # built from source into the same server (issue #15, point 1; a minute or two).
 bench-connect: install
 	bash bench/connect.sh
+
+# The embedding service against in-backend embedding: throughput, latency, server memory at 1, 4
+# and 16 clients, full-width VGG16 at 224² and fashion-vgg16 at 32² (issue #15, point 6).
+bench-service: install
+	bash bench/service.sh
 
 # vs_hnsw against pgvector's figures with the team's harness (about 10 minutes).
 bench-ann: install
