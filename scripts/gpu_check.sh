@@ -4,8 +4,8 @@
 # the CPU's vectors, and bench/results/gpu.md (images/s of full-width VGG16 at 224² with 1, 8 and
 # 32 clients, batch sizes formed, GPU memory, f32 and f16). Inside 8 minutes on an H200.
 #
-# What it runs on, found in this order (scripts/gpu_prepare.sh makes .gpu/bundle.tar.xz of both;
-# carry it, it is unpacked here):
+# What it runs on, found in this order (.gpu/bundle.tar.xz of both, unpacked here: the step that
+# makes it, here where the registries are reached, is not written yet):
 #   .gpu/pg      PostgreSQL 15 from Debian's packages unpacked with dpkg -x, with the libraries it
 #                needs, else the system's PostgreSQL 15;
 #   .gpu/stage   the extension's built files (lib/, extension/, models/) to install into it, the
