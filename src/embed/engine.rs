@@ -105,7 +105,7 @@ pub struct Embedded {
 
 /// True once a cancel, a statement timeout or a termination is pending (PostgreSQL's signal
 /// handlers set these flags). Only reads memory: it may not raise or longjmp.
-pub fn interrupt_requested() -> bool {
+fn interrupt_requested() -> bool {
     unsafe {
         std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::QueryCancelPending)) != 0 || std::ptr::read_volatile(std::ptr::addr_of!(pg_sys::ProcDiePending)) != 0
     }

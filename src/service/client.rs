@@ -150,8 +150,9 @@ fn connect() -> Result<UnixStream, Failure> {
 /// A kept connection may lead to a service that has since ended (killed, or restarted for new
 /// settings: it answers what it holds, then closes): when it fails before any byte of a reply
 /// came, the request goes once more on a fresh connection, to the next service. Embedding is
-/// pure, so a second try is safe; one that fails too is the backend's ERROR.
-fn exchange(frame: &[u8], id: u64) -> Result<Message, Failure> {
+/// pure, so a second try is safe; one that fails too is the backend's ERROR. `open` makes the
+/// fresh connection: `connect` starts the service if it must, statistics start nothing.
+fn exchange(frame: &[u8], id: u64, open: fn() -> Result<UnixStream, Failure>) -> Result<Message, Failure> {
     if let Some(mut s) = CONNECTION.with(|c| c.borrow_mut().take()) {
         match send(&mut s, frame).and_then(|()| receive(&mut s, id)) {
             Ok(m) => {
@@ -162,7 +163,7 @@ fn exchange(frame: &[u8], id: u64) -> Result<Message, Failure> {
             Err(_) => {}
         }
     }
-    let mut s = connect()?;
+    let mut s = open()?;
     send(&mut s, frame).map_err(|e| lost(&e))?;
     let m = receive(&mut s, id).map_err(|e| lost(&e))?;
     CONNECTION.with(|c| *c.borrow_mut() = Some(s));
@@ -217,7 +218,7 @@ pub fn embed(call: &Call, images: &[&[u8]]) -> Result<Embedded, Failure> {
 fn embed_part(call: &Call, images: &[&[u8]]) -> Result<Embedded, Failure> {
     let id = next_id();
     let frame = wire::encode_embed(id, &wanted(call), images).map_err(|e| failure(Status::OutOfMemory, e.to_string()))?;
-    let Message::Embedded(r) = exchange(&frame, id)? else {
+    let Message::Embedded(r) = exchange(&frame, id, connect)? else {
         return Err(failure(Status::Internal, "the embedding service answered with another kind of message"));
     };
     match Status::from_code(r.status) {
@@ -234,22 +235,10 @@ fn embed_part(call: &Call, images: &[&[u8]]) -> Result<Embedded, Failure> {
 
 /// The service's statistics, or None when it is not running (asking does not start it).
 pub fn stats() -> Option<ServiceStats> {
-    let kept = CONNECTION.with(|c| c.borrow_mut().take());
-    let mut s = match kept {
-        Some(s) => s,
-        None => connect_now().ok()?,
-    };
     let id = next_id();
-    let frame = wire::encode(&Message::Stats { id });
-    if send(&mut s, &frame).is_err() {
-        s = connect_now().ok()?;
-        send(&mut s, &frame).ok()?;
-    }
-    match receive(&mut s, id) {
-        Ok(Message::StatsReply { stats, .. }) => {
-            CONNECTION.with(|c| *c.borrow_mut() = Some(s));
-            Some(stats)
-        }
+    let running = || connect_now().map_err(|e| lost(&e));
+    match exchange(&wire::encode(&Message::Stats { id }), id, running) {
+        Ok(Message::StatsReply { stats, .. }) => Some(stats),
         _ => None,
     }
 }
