@@ -7,6 +7,9 @@ Writes OUT_DIR/connect-LABEL.json and OUT_DIR/connect.md (every connect-*.json f
 import glob, json, os, statistics, sys, time
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from live import proc_kb  # noqa: E402
+
 conninfo, label, out = sys.argv[1], sys.argv[2], sys.argv[3]
 REPS = int(os.environ.get("VS_BENCH_REPS", "200"))
 QUERY_REPS = int(os.environ.get("VS_BENCH_QUERY_REPS", "100"))
@@ -51,13 +54,7 @@ def setup():
 
 
 def rss_kb(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
-                fields[k] = int(v.split()[0])
-    return fields
+    return proc_kb(pid, "status", ("VmRSS", "RssAnon", "RssFile", "RssShmem"))
 
 
 def connect_once(side):

@@ -40,6 +40,8 @@ import psycopg2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+from live import connect, one, proc_kb, service_stats  # noqa: E402
 PHOTOS = ["chelsea.png", "rocket.jpg", "sneaker.png", "chelsea.crop.png", "rocket.crop.png", "sneaker.crop.png",
           "chelsea_exif6.jpg", "chelsea_progressive.jpg"]
 MODELS = {
@@ -59,22 +61,6 @@ def cluster(cmd, cdir):
 
 def conninfo(cdir):
     return open(os.path.join(cdir, "conninfo")).read().strip()
-
-
-def connect(dsn):
-    c = psycopg2.connect(dsn)
-    c.autocommit = True
-    return c
-
-
-def one(cur, q, *args):
-    cur.execute(q, args)
-    return cur.fetchone()[0]
-
-
-def service_stats(cur):
-    cur.execute("SELECT * FROM visual_search.service_stats()")
-    return dict(zip([d[0] for d in cur.description], cur.fetchone()))
 
 
 def restart_in(cdir, mode):
@@ -121,18 +107,8 @@ def exe_name(pid):
 
 
 def proc_mem(pid):
-    m = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
-                m[k] = int(v.split()[0])
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("Pss", "Pss_Anon", "Pss_File", "Pss_Shmem"):
-                m[k] = int(v.split()[0])
-    return m
+    return {**proc_kb(pid, "status", ("VmRSS", "RssAnon", "RssFile", "RssShmem")),
+            **proc_kb(pid, "smaps_rollup", ("Pss", "Pss_Anon", "Pss_File", "Pss_Shmem"))}
 
 
 def server_memory(data, client_pids):

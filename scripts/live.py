@@ -1,5 +1,7 @@
-"""What the live-server tests in Python share (limits_test.py, service_test.py): checks that stop
-at the first failure, autocommit connections, one value of a query, a query's outcome."""
+"""What the live-server tests and benchmarks in Python share (scripts/limits_test.py,
+scripts/service_test.py, bench/service.py, bench/connect.py): checks that stop at the first
+failure, autocommit connections, one value of a query, a query's outcome, the embedding
+service's statistics, a process's memory figures."""
 import sys
 import time
 
@@ -40,3 +42,20 @@ def attempt(cur, q, *args):
         return one(cur, q, *args), None, time.monotonic() - t
     except psycopg2.Error as e:
         return None, e, time.monotonic() - t
+
+
+def service_stats(cur):
+    """visual_search.service_stats() as a dict of its columns."""
+    cur.execute("SELECT * FROM visual_search.service_stats()")
+    return dict(zip([d[0] for d in cur.description], cur.fetchone()))
+
+
+def proc_kb(pid, name, keys):
+    """The fields `keys` of /proc/PID/NAME (status, smaps_rollup), in kB."""
+    out = {}
+    with open(f"/proc/{pid}/{name}") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in keys:
+                out[k] = int(v.split()[0])
+    return out

@@ -34,9 +34,7 @@ def image(name):
         return psycopg2.Binary(f.read())
 
 
-def stats(cur):
-    cur.execute("SELECT * FROM visual_search.service_stats()")
-    return dict(zip([d[0] for d in cur.description], cur.fetchone()))
+stats = live.service_stats
 
 
 def reload(cur, **settings):
