@@ -207,19 +207,29 @@ BEGIN
 END $$;
 
 -- A dropped table (or its image or embedding column) takes its set-up and queue with it, so that
--- no entry outlives it and none applies to a table that later gets its OID.
+-- no entry outlives it and none applies to a table that later gets its OID; the triggers left on a
+-- table whose column went are dropped too (they would refuse every INSERT).
 CREATE FUNCTION visual_search.auto_embed_dropped() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+    t name;
 BEGIN
-    WITH gone AS (
-        DELETE FROM visual_search.auto_embed_tables t USING pg_event_trigger_dropped_objects() d
-         WHERE d.classid = 'pg_class'::regclass AND d.objid = t.tbl
-           AND (d.objsubid = 0 OR d.address_names[3] IN (t.image_col, t.embedding_col))
-        RETURNING t.tbl, t.embedding_col
-    ), q AS (
-        DELETE FROM visual_search.embedding_queue q USING gone g WHERE q.tbl = g.tbl AND q.embedding_col = g.embedding_col
-    )
-    DELETE FROM visual_search.embedding_log l USING gone g WHERE l.tbl = g.tbl AND l.embedding_col = g.embedding_col;
+    FOR g IN
+        DELETE FROM visual_search.auto_embed_tables a USING pg_event_trigger_dropped_objects() d
+         WHERE d.classid = 'pg_class'::regclass AND d.objid = a.tbl
+           AND (d.objsubid = 0 OR d.address_names[3] IN (a.image_col, a.embedding_col))
+        RETURNING a.tbl, a.embedding_col, d.objsubid <> 0 AS column_only
+    LOOP
+        DELETE FROM visual_search.embedding_queue q WHERE q.tbl = g.tbl AND q.embedding_col = g.embedding_col;
+        DELETE FROM visual_search.embedding_log l WHERE l.tbl = g.tbl AND l.embedding_col = g.embedding_col;
+        CONTINUE WHEN NOT g.column_only;
+        FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = g.tbl AND tgname IN
+                 ('visual_search_enqueue_' || g.embedding_col, 'visual_search_requeue_' || g.embedding_col)
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', t, g.tbl);
+        END LOOP;
+    END LOOP;
 END $$;
 CREATE EVENT TRIGGER visual_search_auto_embed_dropped ON sql_drop EXECUTE FUNCTION visual_search.auto_embed_dropped();
 

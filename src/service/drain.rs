@@ -23,9 +23,9 @@ use vs_engine_api::abi::Status;
 
 /// How often an idle drainer looks at the queue: the most a new row waits before its batch.
 const POLL: Duration = Duration::from_millis(100);
-/// An idle drainer ends after this long, freeing its worker slot; the next commit that queues
-/// a row starts another.
-const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// An idle drainer ends after this long, freeing its worker slot and its database (DROP DATABASE
+/// waits for no connection); the next commit that queues a row starts another (a few ms).
+const IDLE_EXIT: Duration = Duration::from_secs(10);
 /// How long the log behind embedding_queues' rows/s is kept.
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
