@@ -3,8 +3,8 @@
 //!
 //! The rule that keeps vectors right: a vector is written only where the row's image is still
 //! the one embedded (`IS NOT DISTINCT FROM` the bytes read), so a row updated meanwhile is left to
-//! its newer entry and a deleted row is skipped. Entries of a key are served newest last: when a
-//! row is done, its older entries go with it (they asked for an image it no longer has).
+//! its newer entry and a deleted row is skipped. A key's entries in one claim are served at once
+//! (the row's current image), and when a row is done its older failures go with it.
 //!
 //! The table is read and written as the role that set it up (`SET LOCAL ROLE`), with the search
 //! path pinned: its triggers, policies and index expressions run with that role's privileges,
@@ -345,35 +345,37 @@ pub fn release(ids: &[i64], blame: bool) {
     }))
 }
 
-/// The queue's side of a finished group: failed rows recorded on their newest entry, every other
-/// entry of a finished row deleted (older ones too, failed ones included: the row has moved on).
+/// The queue's side of a finished group: a failed row recorded on its newest entry, every other
+/// entry of the claim deleted, and a finished row's older failures too (the row has moved on).
+/// Older entries that are neither claimed nor failed are not looked for: claims take the oldest
+/// first, so there are none but those another drainer is claiming, and embedding one of them
+/// again later is only work.
 fn settle(c: &mut spi::SpiClient<'_>, g: &Group) -> spi::Result<()> {
-    let failed: Vec<&Row> = g.rows.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
-    let (mut ids, mut codes, mut messages) = (Vec::new(), Vec::new(), Vec::new());
-    for r in &failed {
+    let (mut failed, mut codes, mut messages) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &g.rows {
         if let Outcome::Failed { sqlstate, message, .. } = &r.outcome {
-            ids.push(r.newest());
+            failed.push(r.newest());
             codes.push(sqlstate.clone());
             messages.push(message.clone());
         }
     }
+    let newest: Vec<i64> = g.rows.iter().map(Row::newest).collect();
+    c.update(
+        "DELETE FROM visual_search.embedding_queue o USING visual_search.embedding_queue n
+          WHERE n.id = ANY($1) AND o.failed_at IS NOT NULL AND o.tbl = n.tbl AND o.embedding_col = n.embedding_col
+            AND o.key = n.key AND o.id < n.id",
+        None,
+        &[newest.into()],
+    )?;
+    let done: Vec<i64> = g.all_ids().into_iter().filter(|id| !failed.contains(id)).collect();
+    c.update("DELETE FROM visual_search.embedding_queue WHERE id = ANY($1)", None, &[done.into()])?;
     c.update(
         "UPDATE visual_search.embedding_queue q
             SET failed_at = now(), sqlstate = f.s, message = f.m, claimed_by = NULL, claimed_at = NULL
            FROM unnest($1::bigint[], $2::text[], $3::text[]) AS f(id, s, m) WHERE q.id = f.id",
         None,
-        &[ids.into(), codes.into(), messages.into()],
+        &[failed.into(), codes.into(), messages.into()],
     )?;
-    let newest: Vec<i64> = g.rows.iter().map(Row::newest).collect();
-    c.update(
-        "DELETE FROM visual_search.embedding_queue o USING visual_search.embedding_queue n
-          WHERE n.id = ANY($1) AND o.tbl = n.tbl AND o.embedding_col = n.embedding_col AND o.key = n.key
-            AND o.id < n.id AND (o.claimed_by IS NULL OR o.claimed_by = pg_backend_pid())",
-        None,
-        &[newest.into()],
-    )?;
-    let done: Vec<i64> = g.rows.iter().filter(|r| !matches!(r.outcome, Outcome::Failed { .. })).map(Row::newest).collect();
-    c.update("DELETE FROM visual_search.embedding_queue WHERE id = ANY($1)", None, &[done.into()])?;
     Ok(())
 }
 

@@ -116,6 +116,8 @@ impl Drainer {
         // An ERROR this code did not expect (a cancel while the service works, say) ends the
         // round for this table only: the entries go back to the queue.
         // Err: why the entries go back, and whether their attempt counts.
+        let began = Instant::now();
+        let mut times = [Duration::ZERO; 3];
         let outcome: Result<(), (String, bool)> = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
             let setup = match xact::run(|| batch::read(&mut g)) {
                 Ok(Some(s)) => s,
@@ -126,10 +128,14 @@ impl Drainer {
                     return batch::finish_only(&g).map_err(|e| (e.message, true));
                 }
             };
+            times[0] = began.elapsed();
             if let Err(f) = batch::embed(&setup, &mut g) {
                 return Err((f.message, f.status == Status::ServiceLost));
             }
-            match xact::run(|| batch::write(&setup, &g, types)) {
+            times[1] = began.elapsed();
+            let written = xact::run(|| batch::write(&setup, &g, types));
+            times[2] = began.elapsed();
+            match written {
                 Ok(_) => Ok(()),
                 Err(e) if batch::transient(&e) => Err((e.message, false)),
                 Err(e) => {
@@ -143,9 +149,15 @@ impl Drainer {
         match outcome {
             Ok(()) => {
                 let failed = g.rows.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).count();
-                if failed > 0 {
-                    debug1!("visual_search: auto-embed: {failed} rows of table {} failed", g.tbl.to_u32());
-                }
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                debug1!(
+                    "visual_search: auto-embed of {} rows of table {} ({failed} failed): read {:.1} ms, embedded {:.1} ms, written {:.1} ms",
+                    g.rows.len(),
+                    g.tbl.to_u32(),
+                    ms(times[0]),
+                    ms(times[1] - times[0]),
+                    ms(times[2] - times[1]),
+                );
                 false
             }
             Err((why, blame)) => {
