@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test demo stop demo-test bench-connect bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo stop demo-test bench-connect bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
 
 all: build
 
@@ -64,7 +64,11 @@ limits-test: install
 service-test: install
 	bash scripts/service_test.sh
 
-test: lint unit-test pgrx-test regress index-test limits-test service-test demo-test
+# Auto-embedding in the background: the queue, the drainer, crashes mid-drain, concurrent writers.
+async-embed-test: install
+	bash scripts/async_embed_test.sh
+
+test: lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo-test
 
 demo: install web
 	bash scripts/demo.sh

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 dir=${VS_ASYNC_TEST_DIR:-/tmp/visual_search_async_test}
 bash scripts/pgcluster.sh destroy "$dir"
 bash scripts/pgcluster.sh start "$dir" >/dev/null
-trap 'bash scripts/pgcluster.sh destroy "$dir"; rm -rf "${dir}_assets"' EXIT
+# The server's log stays in $dir.server.log.
+trap 'cp "$dir/server.log" "$dir.server.log" 2>/dev/null; bash scripts/pgcluster.sh destroy "$dir"; rm -rf "${dir}_assets"' EXIT
 # The test models where the server (user postgres) can read them.
 assets=${dir}_assets
 rm -rf "$assets"; mkdir -p "$assets"; cp -r pg_test/data/models "$assets/"; chmod -R a+rX "$assets"

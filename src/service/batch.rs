@@ -144,10 +144,13 @@ pub fn claim(limit: i64, prune: bool) -> Vec<Claimed> {
     }))
 }
 
+/// Where a group is in the list, and where each of its keys is in the group.
+type GroupIndex = (usize, HashMap<Vec<String>, usize>);
+
 /// The claim by table and embedding column, each row once with all its entries.
 pub fn by_table(claimed: Vec<Claimed>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<(u32, String), (usize, HashMap<Vec<String>, usize>)> = HashMap::new();
+    let mut index: HashMap<(u32, String), GroupIndex> = HashMap::new();
     for c in claimed {
         let (g, rows) = index.entry((c.tbl.to_u32(), c.col.clone())).or_insert_with(|| {
             groups.push(Group { tbl: c.tbl, col: c.col.clone(), rows: Vec::new() });

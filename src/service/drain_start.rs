@@ -115,14 +115,12 @@ unsafe extern "C-unwind" fn after_transaction(event: pg_sys::XactEvent::Type, _a
     // After the commit record nothing may raise or unwind into PostgreSQL: probing is libc,
     // registering takes a lightweight lock, and a panic is dropped here.
     let _ = std::panic::catch_unwind(|| match event {
-        pg_sys::XactEvent::XACT_EVENT_COMMIT => {
-            if AT_COMMIT.with(|a| a.replace(false)) {
-                let name = DBNAME.with(|d| d.borrow().clone()).unwrap_or_default();
-                let db = unsafe { pg_sys::MyDatabaseId };
-                if !ensure(db, &name) {
-                    // No worker slot: the entries wait for the next commit that finds one.
-                    pgrx::log!("visual_search: could not start the auto-embed drainer: no background worker slot is free");
-                }
+        pg_sys::XactEvent::XACT_EVENT_COMMIT if AT_COMMIT.with(|a| a.replace(false)) => {
+            let name = DBNAME.with(|d| d.borrow().clone()).unwrap_or_default();
+            let db = unsafe { pg_sys::MyDatabaseId };
+            if !ensure(db, &name) {
+                // No worker slot: the entries wait for the next commit that finds one.
+                pgrx::log!("visual_search: could not start the auto-embed drainer: no background worker slot is free");
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PREPARE => AT_COMMIT.with(|a| a.set(false)),
