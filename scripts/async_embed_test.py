@@ -10,6 +10,7 @@ the same with the library preloaded, where the server's start drains it without 
 prints the COPY times without trigger, with the synchronous and with the asynchronous one.
 Prints "async_embed_test: N passed, 0 failed". Run by async_embed_test.sh.
 Usage: async_embed_test.py CLUSTER_DIR"""
+import io
 import os
 import random
 import re
@@ -68,7 +69,6 @@ def copy_rows(cur, table, ids, bad=()):
     for i in ids:
         img = b"not an image" if i in bad else PHOTOS[i % len(PHOTOS)]
         lines.append(f"{i}\t\\\\x{img.hex()}\n")
-    import io
     t = time.monotonic()
     cur.copy_expert(f"COPY {table} (id, image) FROM STDIN", io.StringIO("".join(lines)))
     return time.monotonic() - t
