@@ -2,7 +2,8 @@
 """Auto-embedding in the background against the synchronous trigger and no trigger (issue #16,
 point 4): the COPY statement's time for ROWS Fashion-MNIST photos into a table without a trigger,
 with mode 'sync' and with mode 'async' (3 runs each, the median); the time the drainer then takes
-to embed them (rows/s) beside embed_column's on the same rows and model; and the queue's lag
+to embed them (rows/s, from the commit to wait_for_embeddings' return) beside embed_column's on the
+same rows and model (3 runs each, interleaved, the medians); and the queue's lag
 (oldest_pending_age) while a writer inserts 200 rows/s for 60 s. Writes async_embed.json and
 async_embed.md into OUTDIR. Usage: async_embed.py CONNINFO ROWS OUTDIR"""
 import io
@@ -76,18 +77,22 @@ with closing(connect()) as c, c.cursor() as cur:
         out["copy_s"][mode or "none"] = statistics.median(times)
         print(f"async_embed: COPY of {rows} rows, {mode or 'no trigger'}: {out['copy_s'][mode or 'none']:.3f} s "
               f"(runs: {', '.join(f'{t:.3f}' for t in times)})", flush=True)
-    # drain rate vs embed_column
-    table(cur, "async")
-    copy(cur)
-    s = drain(cur)
-    out["drain_rows_per_s"] = rows / s
-    table(cur, None)
-    copy(cur)
-    t = time.monotonic()
-    cur.execute("SELECT visual_search.embed_column('b', 'image', 'embedding', 64)")
-    out["embed_column_rows_per_s"] = rows / (time.monotonic() - t)
-    print(f"async_embed: drained {out['drain_rows_per_s']:.0f} rows/s, embed_column (batch 64) "
-          f"{out['embed_column_rows_per_s']:.0f} rows/s", flush=True)
+    # drain rate vs embed_column, interleaved (this VM's speed drifts by 20 % within minutes)
+    drained, column = [], []
+    for _ in range(out["runs"]):
+        table(cur, "async")
+        copy(cur)
+        drained.append(rows / drain(cur))
+        table(cur, None)
+        copy(cur)
+        t = time.monotonic()
+        cur.execute("SELECT visual_search.embed_column('b', 'image', 'embedding', 64)")
+        column.append(rows / (time.monotonic() - t))
+    out["drain_rows_per_s"] = statistics.median(drained)
+    out["embed_column_rows_per_s"] = statistics.median(column)
+    print(f"async_embed: drained {out['drain_rows_per_s']:.0f} rows/s ({', '.join(f'{r:.0f}' for r in drained)}), "
+          f"embed_column (batch 64) {out['embed_column_rows_per_s']:.0f} rows/s ({', '.join(f'{r:.0f}' for r in column)})",
+          flush=True)
     # lag under a steady 200 rows/s for 60 s
     table(cur, "async")
     stop, lag = threading.Event(), []
