@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-async-embed bench-quality train-fashion clean
 
 all: build
 
@@ -64,7 +64,11 @@ limits-test: install
 service-test: install
 	bash scripts/service_test.sh
 
-test: lint unit-test pgrx-test regress index-test limits-test service-test demo-test
+# Auto-embedding in the background: the queue, the drainer, crashes mid-drain, concurrent writers.
+async-embed-test: install
+	bash scripts/async_embed_test.sh
+
+test: lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo-test
 
 demo: install web
 	bash scripts/demo.sh
@@ -103,6 +107,10 @@ bench-quality: install
 train-fashion: setup
 	cargo run --release -p vs_train --bin train -- --fashion-mnist /usr/share/datasets/fashion-mnist \
 	  --name fashion-vgg16 --width 0.25 --batch-norm --size 32 --epochs 15 --seed 1
+
+# COPY with async auto-embedding vs the synchronous trigger vs none, drain rate, lag (issue #16, point 4).
+bench-async-embed: install
+	bash bench/async_embed.sh
 
 # Needs torch + torchvision for python3 (pip install torch==2.11.0 torchvision==0.26.0, ~3 GB).
 bench-embed: install

@@ -88,11 +88,14 @@ FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid =
 WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search')
   AND p.prolang IN (SELECT oid FROM pg_language WHERE lanname IN ('plpgsql', 'sql'))
 ORDER BY 1::text;
--- and no C function has a SET clause (it would keep them out of index scans and cost every call)
-SELECT count(*) AS c_functions_with_set
+-- and the only C functions with a SET clause are those that run SQL themselves (the auto-embed
+-- queue's): on an operator or support function it would keep them out of index scans and cost
+-- every call
+SELECT p.oid::regprocedure AS c_function_with_set
 FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'visual_search') AND p.proconfig IS NOT NULL
-  AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c');
+  AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
+ORDER BY 1::text;
 
 SET client_min_messages = warning;
 DROP SCHEMA :"superuser" CASCADE;

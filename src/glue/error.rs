@@ -51,11 +51,11 @@ fn capped(setting: &pgrx::guc::GucSetting<i32>, ceiling: &pgrx::guc::GucSetting<
     }
 }
 
-/// Raises what the embedding engine answered: `message` is its text, `image` the image of the
-/// batch it is about (named in the message when the call took an array).
-pub fn engine(status: Status, image: Option<usize>, message: &str, in_array: bool) -> ! {
-    let (code, note): (PgSqlErrorCode, String) = match status {
-        Status::Cancelled => cancelled(),
+/// The SQLSTATE of an engine or service status, and what the message adds to it. The one
+/// mapping of statuses: `engine` raises with it, the auto-embed drainer records it for a row.
+/// `Cancelled` is not an error of its own (the caller turns it into the pending interrupt).
+pub fn engine_sqlstate(status: Status) -> (PgSqlErrorCode, String) {
+    match status {
         Status::ImageTooManyBytes => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_BYTES, &guc::MAX_IMAGE_BYTES_CEILING, "max_image_bytes")),
         Status::ImageTooManyPixels => (ERRCODE_PROGRAM_LIMIT_EXCEEDED, capped(&guc::MAX_IMAGE_PIXELS, &guc::MAX_IMAGE_PIXELS_CEILING, "max_image_pixels")),
         Status::ImageInvalid => (ERRCODE_INVALID_BINARY_REPRESENTATION, String::new()),
@@ -70,8 +70,24 @@ pub fn engine(status: Status, image: Option<usize>, message: &str, in_array: boo
         Status::EngineMissing => (ERRCODE_UNDEFINED_FILE, String::new()),
         Status::ServiceLost => (ERRCODE_SYSTEM_ERROR, String::new()),
         Status::ServiceUnavailable => (ERRCODE_INSUFFICIENT_RESOURCES, String::new()),
+        Status::Cancelled => (ERRCODE_QUERY_CANCELED, String::new()),
         Status::Torch | Status::Internal | Status::Ok => (ERRCODE_INTERNAL_ERROR, String::new()),
-    };
+    }
+}
+
+/// The five characters of a SQLSTATE, as SQLSTATE and the views show it.
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let c = code as i32;
+    (0..5).map(|i| (((c >> (6 * i)) & 0x3f) as u8 + b'0') as char).collect()
+}
+
+/// Raises what the embedding engine answered: `message` is its text, `image` the image of the
+/// batch it is about (named in the message when the call took an array).
+pub fn engine(status: Status, image: Option<usize>, message: &str, in_array: bool) -> ! {
+    if status == Status::Cancelled {
+        cancelled();
+    }
+    let (code, note) = engine_sqlstate(status);
     match image.filter(|_| in_array) {
         Some(i) => error(code, format!("image {} of the array: {message}{note}", i + 1)),
         None => error(code, format!("{message}{note}")),

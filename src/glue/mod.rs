@@ -4,5 +4,6 @@
 pub mod error;
 pub mod paths;
 pub mod pool;
+pub mod xact;
 
 pub use pool::pool;

@@ -8,8 +8,16 @@
 //! worker starts another, and the postmaster restarts nothing. Backends talk to it through
 //! `client`; the worker is registered at server start when the library is preloaded, else by
 //! the first backend that needs it (`start`).
+//!
+//! Auto-embedding in the background uses it too: a drainer per database (`drain`, one batch at
+//! a time in `batch`, started by `drain_start`) empties the queue that the triggers of
+//! `enable_auto_embed(..., mode => 'async')` fill; `queue_sql` holds its SQL functions.
 
+pub mod batch;
 pub mod client;
+pub mod drain;
+pub mod drain_start;
+pub mod queue_sql;
 pub mod sql;
 pub mod start;
 pub mod worker;

@@ -170,7 +170,14 @@ pub extern "C-unwind" fn visual_search_service_main(_arg: pg_sys::Datum) {
     let _ = std::fs::remove_file(FAILED);
     let mut s = Supervisor { args: args(), child: None, retiring: Vec::new(), failures: 0, not_before: Instant::now(), quick_deaths: 0 };
     s.check();
+    // What a crash left in the auto-embed queues is drained without waiting for a writer; on a
+    // standby, once it is promoted.
+    let mut drainers_started = false;
     while BackgroundWorker::wait_latch(Some(Duration::from_millis(100))) {
+        if !drainers_started && !unsafe { pg_sys::RecoveryInProgress() } {
+            super::drain_start::start_recorded();
+            drainers_started = true;
+        }
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             let now = args();
