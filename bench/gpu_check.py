@@ -3,7 +3,8 @@
 running server: image_embed on CUDA against the CPU's vectors (f32 with TF32 off, and f16), a
 vector bitwise the same alone and batched with other connections', then images/s of full-width
 VGG16 (seeded random weights) at 224² with 1, 8 and 32 concurrent clients, the batch sizes the
-service formed, the GPU memory and CUDA contexts held, f32 and f16. Writes gpu.md and gpu.json.
+service formed, the GPU memory and CUDA contexts held, f32 and f16; and the background queue's
+drain rate beside embed_column's (issue #16, point 4). Writes gpu.md and gpu.json.
 
 Only the standard library and psql: the GPU machine has no network to fetch a driver.
 Without a GPU (--dry-run, or none found) the same steps run on the CPU, smaller, and the GPU
@@ -171,11 +172,36 @@ def main():
                 svc = int(stats()["pid"])
                 held = [p for p, _ in gpu_apps()]
                 check(f"{label} {clients} clients: one CUDA context for the server, the service's", held == [svc], str(held))
+    report["drain"] = drain_rate(device, 2000 if has_gpu else 24)
     # A dry run's figures are the CPU's: kept out of bench/results.
     write(report, out_dir if has_gpu else os.path.join(os.path.dirname(model_dir), "results"))
     if failures:
         sys.exit(f"gpu_check: {len(failures)} failed: {', '.join(failures)}")
     print("gpu_check: all checks passed" + ("" if has_gpu else " (CPU dry run)"))
+
+
+def drain_rate(device, rows):
+    """Issue #16, point 4: rows/s of the background queue's drainer (its settings are the
+    database's) beside embed_column's in a backend, on the same rows and model, f32."""
+    db = psql("SELECT current_database()").strip()
+    psql(f"ALTER DATABASE \"{db}\" SET visual_search.device = '{device}';"
+         f"ALTER DATABASE \"{db}\" SET visual_search.half_precision = off;")
+    fill = f"DROP TABLE IF EXISTS q; CREATE TABLE q (i int PRIMARY KEY, img bytea, e embedding);"
+    psql(fill + f"SELECT visual_search.enable_auto_embed('q', 'img', 'e', model => '{MODEL}', mode => 'async');")
+    t = time.monotonic()
+    drained = psql(f"INSERT INTO q SELECT i, img FROM stream WHERE i < {rows};"
+                   "SELECT visual_search.wait_for_embeddings('q', '30 minutes');").strip()
+    drain = rows / (time.monotonic() - t)
+    filled = int(psql("SELECT count(e) FROM q").strip())
+    check(f"{device}: the queue drained, every row embedded", drained == "t" and filled == rows, f"{filled} of {rows}")
+    psql(fill + f"INSERT INTO q SELECT i, img FROM stream WHERE i < {rows};")
+    t = time.monotonic()
+    psql(f"SET visual_search.device = '{device}'; SELECT visual_search.embed_column('q', 'img', 'e', 64, '{MODEL}');")
+    column = rows / (time.monotonic() - t)
+    print(f"gpu_check: {device} drain of {rows} queued rows: {drain:.1f} rows/s, embed_column (batch 64) {column:.1f} "
+          f"rows/s ({drain / column:.2f}x)", flush=True)
+    psql(f"DROP TABLE q; ALTER DATABASE \"{db}\" RESET visual_search.device; ALTER DATABASE \"{db}\" RESET visual_search.half_precision;")
+    return {"rows": rows, "drain_rows_per_s": round(drain, 1), "embed_column_rows_per_s": round(column, 1)}
 
 
 def write(report, out_dir):
@@ -191,6 +217,9 @@ def write(report, out_dir):
     for r in report["runs"]:
         sizes = ", ".join(f"{k}: {v}" for k, v in r["batch_sizes"].items())
         lines.append(f"| {r['precision']} | {r['clients']} | {r['images_per_s']} | {sizes} | {r['gpu_processes']} | {r['gpu_mib']} |")
+    d = report["drain"]
+    lines += ["", f"Background auto-embedding (issue #16): {d['rows']} queued rows drained at {d['drain_rows_per_s']} rows/s, "
+              f"`embed_column` (batch 64) {d['embed_column_rows_per_s']} rows/s on the same rows, f32."]
     open(os.path.join(out_dir, "gpu.md"), "w").write("\n".join(lines) + "\n")
 
 

@@ -2,7 +2,8 @@
 # The GPU checks of the embedding service (issue #15, point 5) in one script, for a GPU machine
 # with no network, run as root: a real server as a user it creates, image_embed on CUDA against
 # the CPU's vectors, and bench/results/gpu.md (images/s of full-width VGG16 at 224² with 1, 8 and
-# 32 clients, batch sizes formed, GPU memory, f32 and f16). Inside 8 minutes on an H200.
+# 32 clients, batch sizes formed, GPU memory, f32 and f16; the background queue's drain rate beside
+# embed_column's, issue #16). Inside 8 minutes on an H200.
 #
 # What it runs on, found in this order (.gpu/bundle.tar.xz of both, unpacked here: the step that
 # makes it, here where the registries are reached, is not written yet):

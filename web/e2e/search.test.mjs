@@ -1,11 +1,14 @@
-// End-to-end test of the search page in headless Chromium: node search.test.mjs URL SNEAKER_PNG OUT_DIR
+// End-to-end test of the search page in headless Chromium:
+//   node search.test.mjs URL SNEAKER_PNG OUT_DIR [STOPPED_DRAINER_PID]
 // Prints one "web: ..." line per check that passed; exits non-zero at the first that fails.
+// With a drainer's pid (stopped with SIGSTOP, new arrivals 300001..300003 and a broken upload
+// 300004 queued behind it), the page must show them pending, and after SIGCONT ready and failed.
 import { chromium } from 'playwright-core';
 import { deflateSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 
-const [url, sneaker, out] = process.argv.slice(2);
+const [url, sneaker, out, drainer] = process.argv.slice(2);
 if (!url || !sneaker || !out) throw new Error('usage: node search.test.mjs URL SNEAKER_PNG OUT_DIR');
 mkdirSync(out, { recursive: true });
 
@@ -67,6 +70,26 @@ try {
   const catalogue = await page.locator('#catalogue .card').count();
   check(options >= 3 && catalogue > 0, 'page loads the catalogue', `${options - 1} categories, ${catalogue} products to click`);
 
+  const arrivals = () => page.locator('#arrivals .card').evaluateAll((cards) =>
+    Object.fromEntries(cards.map((c) => [c.dataset.id, c.querySelector('.vector').textContent || 'ready'])));
+  if (drainer) {
+    const seen = await arrivals();
+    const queue = await page.locator('#queue').textContent();
+    await screenshot('web_arrivals_pending.png');
+    check(['300001', '300002', '300003', '300004'].every((id) => seen[id] === 'vector pending') && queue.includes('4 waiting'),
+      'new arrivals queued behind the drainer show as pending', `${JSON.stringify(seen)}; "${queue}"`);
+    process.kill(Number(drainer), 'SIGCONT');
+    // The page looks again every 2 s while the queue has work.
+    await page.waitForFunction(() => document.body.dataset.queue === '0', null, { timeout: 60000 });
+    await page.waitForFunction(() => !document.querySelector('#arrivals .card.pending'), null, { timeout: 10000 });
+    const after = await arrivals();
+    check(['300001', '300002', '300003'].every((id) => after[id] === 'ready') && after['300004'].startsWith('no vector: '),
+      'once drained the page shows them ready, and the broken upload failed with its reason', JSON.stringify(after));
+    await searched(() => page.locator('#arrivals .card[data-id="300001"]').click());
+    const twins = await results.evaluateAll((cards) => cards.map((c) => c.dataset.id));
+    check(twins.includes('300002') && twins.includes('300003'), 'a new arrival is searchable by itself', twins.join(', '));
+  }
+
   await searched(() => page.setInputFiles('#file', sneaker));
   let found = await categories();
   const sneakers = found.filter((c) => c === 'Sneaker').length;
@@ -100,7 +123,7 @@ try {
   check(found.length === 5 && found.every((c) => c === 'Sneaker') && (await page.locator('#query figcaption').textContent()) === 'dropped.png',
     'a dropped photo is searched', found.join(', '));
 
-  const first = page.locator('#catalogue .card').first();
+  const first = page.locator('#catalogue .card:not(.pending):not(.failed)').first();
   const id = await first.getAttribute('data-id');
   await searched(() => first.click());
   const querySrc = await page.locator('#query img').getAttribute('src');

@@ -10,6 +10,18 @@ pub struct Product {
     pub category: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distance: Option<f64>,
+    /// Listings only: "ready", "pending" (queued for the drainer) or "failed" (see `problem`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The table's background auto-embedding queue (visual_search.embedding_queues).
+#[derive(Serialize, Default)]
+pub struct Queue {
+    pub pending: i64,
+    pub failed: i64,
 }
 
 #[derive(Serialize)]
@@ -122,15 +134,44 @@ impl Catalogue {
         Ok(rows.iter().map(|r| Category { name: r.get(0), products: r.get(1) }).collect())
     }
 
-    /// Random products to click on, optionally of one category.
-    pub async fn sample(&self, category: Option<&str>, n: i64) -> Result<Vec<Product>, Failure> {
+    /// Random products to click on, optionally of one category; or the newest (highest ids).
+    pub async fn sample(&self, category: Option<&str>, n: i64, newest: bool) -> Result<Vec<Product>, Failure> {
+        // A product without a vector is either waiting in the queue or recorded as failed, with
+        // the reason (a key of the queue is the primary key's values as text).
+        let order = if newest { "id DESC" } else { "random()" };
         let sql = format!(
-            "SELECT id::bigint, name, category FROM {} WHERE ($1::text IS NULL OR category = $1)
-             ORDER BY random() LIMIT $2",
-            self.table
+            "SELECT p.id::bigint, p.name, p.category, p.embedded, f.message
+               FROM (SELECT id, name, category, embedding IS NOT NULL AS embedded FROM {t}
+                      WHERE ($1::text IS NULL OR category = $1) ORDER BY {order} LIMIT $2) p
+               LEFT JOIN LATERAL (SELECT f.message FROM visual_search.embedding_failures f
+                                   WHERE NOT p.embedded AND f.tbl = $3::text::regclass AND f.key = ARRAY[p.id::text]
+                                   LIMIT 1) f ON true
+              ORDER BY {order}",
+            t = self.table
         );
-        let rows = self.pool.get().await?.query(&sql, &[&category, &n]).await?;
-        Ok(rows.iter().map(product).collect())
+        let rows = self.pool.get().await?.query(&sql, &[&category, &n, &self.table]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let problem: Option<String> = r.get(4);
+                let vector = if r.get::<_, bool>(3) {
+                    "ready"
+                } else if problem.is_some() {
+                    "failed"
+                } else {
+                    "pending"
+                };
+                Product { vector: Some(vector), problem, ..product(r) }
+            })
+            .collect())
+    }
+
+    /// Rows waiting for their vector and rows that failed; zero where the table is not embedded
+    /// in the background.
+    pub async fn queue(&self) -> Result<Queue, Failure> {
+        let sql = "SELECT (pending + in_progress)::bigint, failed::bigint FROM visual_search.embedding_queues WHERE tbl = $1::text::regclass";
+        let row = self.pool.get().await?.query_opt(sql, &[&self.table]).await?;
+        Ok(row.map(|r| Queue { pending: r.get(0), failed: r.get(1) }).unwrap_or_default())
     }
 
     /// The `n` products nearest to the query, nearest first. The query vector is a scalar
@@ -176,7 +217,11 @@ impl Catalogue {
 }
 
 fn product(r: &Row) -> Product {
-    Product { id: r.get(0), name: r.get(1), category: r.get(2), distance: if r.len() > 3 { r.get(3) } else { None } }
+    let distance = match r.columns().get(3) {
+        Some(c) if c.name() == "distance" => r.get(3),
+        _ => None,
+    };
+    Product { id: r.get(0), name: r.get(1), category: r.get(2), distance, vector: None, problem: None }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub fn router(catalogue: Catalogue, max_upload: usize) -> Router {
         .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("../static/style.css")) }))
         .route("/api/categories", get(categories))
         .route("/api/products", get(products))
+        .route("/api/queue", get(queue))
         .route("/api/similar/{id}", get(similar_to_product))
         .route("/api/search", post(search_by_photo))
         .route("/image/{id}", get(image))
@@ -54,6 +55,8 @@ impl IntoResponse for Failure {
 struct Filter {
     category: Option<String>,
     n: Option<i64>,
+    /// Listings: the newest products instead of a random sample.
+    newest: Option<bool>,
 }
 
 impl Filter {
@@ -70,7 +73,11 @@ async fn categories(State(app): Shared) -> Result<Response, Failure> {
 }
 
 async fn products(State(app): Shared, Params(f): Params<Filter>) -> Result<Response, Failure> {
-    Ok(Json(app.catalogue.sample(f.category(), f.n(24)).await?).into_response())
+    Ok(Json(app.catalogue.sample(f.category(), f.n(24), f.newest.unwrap_or(false)).await?).into_response())
+}
+
+async fn queue(State(app): Shared) -> Result<Response, Failure> {
+    Ok(Json(app.catalogue.queue().await?).into_response())
 }
 
 async fn similar_to_product(State(app): Shared, Path(id): Path<i64>, Params(f): Params<Filter>) -> Result<Response, Failure> {

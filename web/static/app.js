@@ -13,13 +13,20 @@ function card(p) {
   img.alt = p.name;
   li.append(img);
   for (const [cls, text] of [['name', p.name], ['category', p.category],
-                             ['distance', p.distance == null ? '' : `distance ${p.distance.toFixed(3)}`]]) {
+                             ['distance', p.distance == null ? '' : `distance ${p.distance.toFixed(3)}`],
+                             ['vector', { pending: 'vector pending', failed: `no vector: ${p.problem}` }[p.vector] || '']]) {
     const div = document.createElement('div');
     div.className = cls;
     div.textContent = text;
     li.append(div);
   }
-  li.addEventListener('click', () => search({ product: p }));
+  // A product still in the embedding queue (or whose photo failed) cannot be searched by yet.
+  if (p.vector === 'pending' || p.vector === 'failed') {
+    li.classList.add(p.vector);
+    li.title = p.vector === 'pending' ? 'its vector is still being computed' : p.problem;
+  } else {
+    li.addEventListener('click', () => search({ product: p }));
+  }
   return li;
 }
 
@@ -87,6 +94,21 @@ async function loadCatalogue() {
   }
 }
 
+// The newest products, with the state of their vectors; looked at again every 2 s while the
+// background queue has work, so that a new arrival turns searchable on the page by itself.
+async function loadArrivals() {
+  try {
+    const [arrivals, queue] = await Promise.all([call('/api/products?newest=true&n=8'), call('/api/queue')]);
+    $('arrivals').replaceChildren(...arrivals.map(card));
+    $('queue').textContent = [queue.pending ? `${queue.pending} waiting for their vector` : '',
+                              queue.failed ? `${queue.failed} failed` : ''].filter(Boolean).join(', ');
+    document.body.dataset.queue = queue.pending;
+    setTimeout(loadArrivals, queue.pending ? 2000 : 10000);
+  } catch (e) {
+    showError(`The new arrivals could not be read: ${e.message}`);
+  }
+}
+
 async function start() {
   try {
     for (const c of await call('/api/categories')) {
@@ -107,7 +129,7 @@ async function start() {
   for (const id of ['category', 'n']) $(id).addEventListener('change', () => { if (query) search(query); });
   $('category').addEventListener('change', loadCatalogue);
   $('shuffle').addEventListener('click', loadCatalogue);
-  await loadCatalogue();
+  await Promise.all([loadCatalogue(), loadArrivals()]);
   document.body.dataset.state = 'ready';
 }
 
