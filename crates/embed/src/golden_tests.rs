@@ -160,7 +160,7 @@ fn broken_models_are_clear_errors() {
 /// there this test says so and returns; it runs for real on a machine with one.
 #[test]
 fn cuda_gives_the_cpu_vectors() {
-    if !tch::Cuda::is_available() {
+    if !crate::cuda::available() {
         eprintln!("SKIP cuda_gives_the_cpu_vectors: libtorch sees no CUDA device on this machine");
         return;
     }

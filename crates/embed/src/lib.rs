@@ -1,6 +1,7 @@
 //! Image → vector: decode (image crate, limits) → preprocess (manifest) → model (tch) → vector.
 //! Each step is one module; the extension's `embed` glues them to SQL.
 
+pub mod cuda;
 pub mod decode;
 pub mod jpeg;
 pub mod manifest;

@@ -264,16 +264,17 @@ pub type Cache = HashMap<(String, String, String, bool), std::rc::Rc<Model>>;
 /// "auto" | "cpu" | "cuda" | "cuda:N".
 pub fn parse_device(s: &str) -> Result<Device, ModelError> {
     let cuda = |i: usize| {
-        if !tch::Cuda::is_available() {
-            return Err(ModelError::Device(format!("visual_search.device is \"{s}\" but libtorch sees no CUDA device")));
+        if !crate::cuda::available() {
+            let why = crate::cuda::problem().map(|p| format!(" ({p})")).unwrap_or_default();
+            return Err(ModelError::Device(format!("visual_search.device is \"{s}\" but libtorch sees no CUDA device{why}")));
         }
-        if i >= tch::Cuda::device_count() as usize {
-            return Err(ModelError::Device(format!("visual_search.device is \"{s}\" but there are {} CUDA devices", tch::Cuda::device_count())));
+        if i >= crate::cuda::device_count() {
+            return Err(ModelError::Device(format!("visual_search.device is \"{s}\" but there are {} CUDA devices", crate::cuda::device_count())));
         }
         Ok(Device::Cuda(i))
     };
     match s.trim().to_ascii_lowercase().as_str() {
-        "auto" => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        "auto" => Ok(if crate::cuda::available() { Device::Cuda(0) } else { Device::Cpu }),
         "cpu" => Ok(Device::Cpu),
         "cuda" => cuda(0),
         other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {

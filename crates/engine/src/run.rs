@@ -160,7 +160,8 @@ pub unsafe fn smoke(s: &Settings) -> f64 {
 
 pub unsafe fn info(s: &Settings) -> String {
     threads(&call(s));
-    format!("libtorch threads={} cuda={}", tch::get_num_threads(), tch::Cuda::is_available())
+    let problem = vs_embed::cuda::problem().map(|p| format!(" ({p})")).unwrap_or_default();
+    format!("libtorch threads={} cuda={}{problem}", tch::get_num_threads(), vs_embed::cuda::available())
 }
 
 pub fn models_loaded() -> u32 {
