@@ -39,9 +39,12 @@ pub struct Timings {
 const CHUNK: usize = 32;
 const CHUNK_BYTES: usize = 64 << 20;
 
-/// Network input pixels in one forward pass: four 224 × 224 images, so that no layer of one pass
-/// runs much past the 200 ms a cancel may wait (VGG16's widest layer is ~12 % of its time).
-const PASS_PIXELS: usize = 4 * 224 * 224;
+/// Network input pixels in one forward pass on the CPU: one 224 × 224 image (49 of the shipped
+/// model's 32²). Passes of four made the service's working memory grow with its queue (+134 MB
+/// from 1 to 16 VGG16 clients) and no image faster (make bench-service: 4.67 against the
+/// backends' 4.98 images/s then, 5.87 against 5.62 with one); a small pass also keeps a layer
+/// well inside the 200 ms a cancel may wait (VGG16's widest layer is ~12 % of its time).
+const PASS_PIXELS: usize = 224 * 224;
 /// On a GPU a pass of 16 full-size images is milliseconds, and every pass is padded to this
 /// size (see `Model::forward`).
 const PASS_PIXELS_CUDA: usize = 16 * 224 * 224;
