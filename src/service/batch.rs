@@ -13,7 +13,7 @@
 use crate::embed::engine::Failure;
 use crate::glue::error::{engine_sqlstate, error, sqlstate_text};
 use crate::glue::xact::Failed;
-use crate::types::datum::Vector;
+use crate::types::datum::vector_array;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{self, quote_identifier};
@@ -390,36 +390,11 @@ pub fn finish_only(g: &Group) -> Result<(), Failed> {
 
 /// `embedding[]` of the rows' vectors (NULL where a row has none).
 fn vectors_datum(rows: &[&Row], elem: pg_sys::Oid) -> pg_sys::Datum {
-    let mut datums = Vec::with_capacity(rows.len());
-    let mut nulls = Vec::with_capacity(rows.len());
-    for r in rows {
-        match &r.outcome {
-            Outcome::Vector { vector, .. } => {
-                datums.push(pg_sys::Datum::from(Vector(vector.clone()).to_varlena()));
-                nulls.push(false);
-            }
-            _ => {
-                datums.push(pg_sys::Datum::from(0usize));
-                nulls.push(true);
-            }
-        }
-    }
-    let mut dims = [rows.len() as i32];
-    let mut lbs = [1i32];
-    let a = unsafe {
-        pg_sys::construct_md_array(
-            datums.as_mut_ptr(),
-            nulls.as_mut_ptr(),
-            1,
-            dims.as_mut_ptr(),
-            lbs.as_mut_ptr(),
-            elem,
-            -1,
-            false,
-            pg_sys::TYPALIGN_INT as std::ffi::c_char,
-        )
-    };
-    pg_sys::Datum::from(a)
+    let vectors = rows.iter().map(|r| match &r.outcome {
+        Outcome::Vector { vector, .. } => Some(vector.clone()),
+        _ => None,
+    });
+    vector_array(vectors, elem)
 }
 
 /// The types of `embedding` and `embedding[]`.

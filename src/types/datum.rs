@@ -145,35 +145,7 @@ unsafe impl<T: SqlScalar> BoxRet for VectorArray<T> {
             if elem == pg_sys::InvalidOid {
                 error(ERRCODE_DATATYPE_MISMATCH, "function must be declared to return an array of vectors");
             }
-            let n = self.0.len();
-            let mut datums: Vec<pg_sys::Datum> = Vec::with_capacity(n);
-            let mut nulls: Vec<bool> = Vec::with_capacity(n);
-            for v in self.0 {
-                match v {
-                    Some(v) => {
-                        datums.push(pg_sys::Datum::from(Vector(v).to_varlena()));
-                        nulls.push(false);
-                    }
-                    None => {
-                        datums.push(pg_sys::Datum::from(0usize));
-                        nulls.push(true);
-                    }
-                }
-            }
-            let mut dims = [n as i32];
-            let mut lbs = [1i32];
-            let arr = pg_sys::construct_md_array(
-                datums.as_mut_ptr(),
-                nulls.as_mut_ptr(),
-                1,
-                dims.as_mut_ptr(),
-                lbs.as_mut_ptr(),
-                elem,
-                -1,
-                false,
-                pg_sys::TYPALIGN_INT as std::ffi::c_char,
-            );
-            fcinfo.return_raw_datum(pg_sys::Datum::from(arr))
+            fcinfo.return_raw_datum(vector_array(self.0.into_iter(), elem))
         }
     }
 }
@@ -197,4 +169,32 @@ unsafe impl<T: SqlScalar> SqlTranslatable for Vector<T> {
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
     const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::As(T::TYPE_NAME));
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> = Ok(ReturnsRef::One(SqlMappingRef::As(T::TYPE_NAME)));
+}
+
+/// A one-dimensional array of vectors whose element type is `elem` (NULL where an item is None),
+/// in the current memory context.
+pub fn vector_array<T: SqlScalar>(items: impl ExactSizeIterator<Item = Option<Vec<T>>>, elem: pg_sys::Oid) -> pg_sys::Datum {
+    let n = items.len();
+    let mut datums: Vec<pg_sys::Datum> = Vec::with_capacity(n);
+    let mut nulls: Vec<bool> = Vec::with_capacity(n);
+    for v in items {
+        nulls.push(v.is_none());
+        datums.push(v.map_or(pg_sys::Datum::from(0usize), |v| pg_sys::Datum::from(Vector(v).to_varlena())));
+    }
+    let mut dims = [n as i32];
+    let mut lbs = [1i32];
+    let arr = unsafe {
+        pg_sys::construct_md_array(
+            datums.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+            1,
+            dims.as_mut_ptr(),
+            lbs.as_mut_ptr(),
+            elem,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as std::ffi::c_char,
+        )
+    };
+    pg_sys::Datum::from(arr)
 }
