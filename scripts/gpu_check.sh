@@ -29,8 +29,10 @@ user=vsgpu
 started=$(date +%s)
 
 bundle=/tmp/vs_gpu_bundle
-if [ -f .gpu/bundle.tar.xz ] && [ ! -d "$bundle/pg" ]; then
-  mkdir -p "$bundle"; tar -xJf .gpu/bundle.tar.xz -C "$bundle"; chmod -R a+rX "$bundle"
+# Unpacked again when the bundle changed (a warm machine keeps /tmp between runs).
+if [ -f .gpu/bundle.tar.xz ] && [ "$(cat "$bundle/.stamp" 2>/dev/null)" != "$(sha256sum < .gpu/bundle.tar.xz)" ]; then
+  rm -rf "$bundle"; mkdir -p "$bundle"; tar -xJf .gpu/bundle.tar.xz -C "$bundle"; chmod -R a+rX "$bundle"
+  sha256sum < .gpu/bundle.tar.xz > "$bundle/.stamp"
 fi
 pgroot=/
 if [ -d "$bundle/pg/usr/lib/postgresql/15/bin" ]; then pgroot=$bundle/pg; fi
@@ -61,7 +63,8 @@ python3 -c 'import torch' 2>/dev/null || py=${VS_PYTHON:-/opt/bench-venv/bin/pyt
 torchlib=rpath
 ldpath=
 if [ -d "$bundle/stage" ]; then
-  read -r version dir < <("$py" -c 'import os, torch; print(torch.__version__.split("+")[0], os.path.join(os.path.dirname(torch.__file__), "lib"))')
+  read -r version dir < <("$py" -c 'import os, torch; print(torch.__version__.split("+")[0], os.path.join(os.path.dirname(torch.__file__), "lib"))') \
+    || version=none
   if [ "${version%.*}" = 2.11 ]; then
     torchlib=$dir
     ldpath=$torchlib:$("$py" -c 'import glob, os, nvidia; print(":".join(glob.glob(os.path.join(list(nvidia.__path__)[0], "*", "lib"))))' 2>/dev/null || true)

@@ -81,7 +81,7 @@ try {
     process.kill(Number(drainer), 'SIGCONT');
     // The page looks again every 2 s while the queue has work.
     await page.waitForFunction(() => document.body.dataset.queue === '0', null, { timeout: 60000 });
-    await page.waitForFunction(() => !document.querySelector('#arrivals .card.pending'), null, { timeout: 10000 });
+    await page.waitForFunction(() => !document.querySelector('#arrivals .card.pending'), null, { timeout: 30000 });
     const after = await arrivals();
     check(['300001', '300002', '300003'].every((id) => after[id] === 'ready') && after['300004'].startsWith('no vector: '),
       'once drained the page shows them ready, and the broken upload failed with its reason', JSON.stringify(after));

@@ -144,7 +144,8 @@ impl Catalogue {
                FROM (SELECT id, name, category, embedding IS NOT NULL AS embedded FROM {t}
                       WHERE ($1::text IS NULL OR category = $1) ORDER BY {order} LIMIT $2) p
                LEFT JOIN LATERAL (SELECT f.message FROM visual_search.embedding_failures f
-                                   WHERE NOT p.embedded AND f.tbl = $3::text::regclass AND f.key = ARRAY[p.id::text]
+                                   WHERE NOT p.embedded AND f.tbl = $3::text::regclass AND f.embedding_col = 'embedding'
+                                     AND f.key = ARRAY[p.id::text]
                                    LIMIT 1) f ON true
               ORDER BY {order}",
             t = self.table
@@ -169,7 +170,8 @@ impl Catalogue {
     /// Rows waiting for their vector and rows that failed; zero where the table is not embedded
     /// in the background.
     pub async fn queue(&self) -> Result<Queue, Failure> {
-        let sql = "SELECT (pending + in_progress)::bigint, failed::bigint FROM visual_search.embedding_queues WHERE tbl = $1::text::regclass";
+        let sql = "SELECT (pending + in_progress)::bigint, failed::bigint FROM visual_search.embedding_queues
+                   WHERE tbl = $1::text::regclass AND embedding_col = 'embedding'";
         let row = self.pool.get().await?.query_opt(sql, &[&self.table]).await?;
         Ok(row.map(|r| Queue { pending: r.get(0), failed: r.get(1) }).unwrap_or_default())
     }

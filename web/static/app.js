@@ -95,18 +95,22 @@ async function loadCatalogue() {
 }
 
 // The newest products, with the state of their vectors; looked at again every 2 s while the
-// background queue has work, so that a new arrival turns searchable on the page by itself.
+// background queue has work or an arrival is pending, so that an arrival turns searchable on the
+// page by itself (the queue is read first: a row it no longer counts has its vector by then).
 async function loadArrivals() {
+  let busy = false;
   try {
-    const [arrivals, queue] = await Promise.all([call('/api/products?newest=true&n=8'), call('/api/queue')]);
+    const queue = await call('/api/queue');
+    const arrivals = await call('/api/products?newest=true&n=8');
     $('arrivals').replaceChildren(...arrivals.map(card));
     $('queue').textContent = [queue.pending ? `${queue.pending} waiting for their vector` : '',
                               queue.failed ? `${queue.failed} failed` : ''].filter(Boolean).join(', ');
     document.body.dataset.queue = queue.pending;
-    setTimeout(loadArrivals, queue.pending ? 2000 : 10000);
+    busy = queue.pending > 0 || arrivals.some((p) => p.vector === 'pending');
   } catch (e) {
     showError(`The new arrivals could not be read: ${e.message}`);
   }
+  setTimeout(loadArrivals, busy ? 2000 : 10000);
 }
 
 async function start() {
