@@ -136,12 +136,13 @@ impl Catalogue {
 
     /// Random products to click on, optionally of one category; or the newest (highest ids).
     pub async fn sample(&self, category: Option<&str>, n: i64, newest: bool) -> Result<Vec<Product>, Failure> {
-        // A product without a vector is either waiting in the queue or recorded as failed, with
-        // the reason (a key of the queue is the primary key's values as text).
+        // A product without a vector is waiting in the queue, or recorded as failed with the
+        // reason (a key of the queue is the primary key's values as text), or has no photo.
         let order = if newest { "id DESC" } else { "random()" };
         let sql = format!(
-            "SELECT p.id::bigint, p.name, p.category, p.embedded, f.message
-               FROM (SELECT id, name, category, embedding IS NOT NULL AS embedded FROM {t}
+            "SELECT p.id::bigint, p.name, p.category, p.embedded, coalesce(f.message, p.no_image)
+               FROM (SELECT id, name, category, embedding IS NOT NULL AS embedded,
+                            CASE WHEN image IS NULL THEN 'no photo' END AS no_image FROM {t}
                       WHERE ($1::text IS NULL OR category = $1) ORDER BY {order} LIMIT $2) p
                LEFT JOIN LATERAL (SELECT f.message FROM visual_search.embedding_failures f
                                    WHERE NOT p.embedded AND f.tbl = $3::text::regclass AND f.embedding_col = 'embedding'

@@ -12,7 +12,8 @@ static PROBLEM: OnceLock<Option<String>> = OnceLock::new();
 /// The folder of the libtorch_cpu.so this process has loaded.
 fn libtorch_dir() -> Option<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let path = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    // The path is the rest of the line from its first '/' (it may hold spaces).
+    let path = maps.lines().filter_map(|l| l.find('/').map(|i| &l[i..])).find(|p| p.ends_with("/libtorch_cpu.so"))?;
     Some(path.rsplit_once('/')?.0.to_string())
 }
 
