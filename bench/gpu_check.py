@@ -138,7 +138,6 @@ def main():
           flush=True)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(), "engine_info": info, "gpu": has_gpu,
               "model": "VGG16 full width, seeded random weights, 224x224, avg pooling (512-d)", "runs": []}
-    apps = gpu_apps()
     report["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                                            "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() \
         if has_gpu else ""
@@ -186,7 +185,7 @@ def drain_rate(device, rows):
     db = psql("SELECT current_database()").strip()
     psql(f"ALTER DATABASE \"{db}\" SET visual_search.device = '{device}';"
          f"ALTER DATABASE \"{db}\" SET visual_search.half_precision = off;")
-    fill = f"DROP TABLE IF EXISTS q; CREATE TABLE q (i int PRIMARY KEY, img bytea, e embedding);"
+    fill = "DROP TABLE IF EXISTS q; CREATE TABLE q (i int PRIMARY KEY, img bytea, e embedding);"
     psql(fill + f"SELECT visual_search.enable_auto_embed('q', 'img', 'e', model => '{MODEL}', mode => 'async');")
     t = time.monotonic()
     drained = psql(f"INSERT INTO q SELECT i, img FROM stream WHERE i < {rows};"

@@ -32,9 +32,9 @@ SELECT 1 / :'woke'::boolean::int AS the_wake_up_row_was_drained;
 SQL
 drainer=$(psql "$c" -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'visual_search auto-embed' ORDER BY backend_start DESC LIMIT 1")
 [ -n "$drainer" ] || { echo "demo: no drainer in pg_stat_activity"; exit 1; }
+trap 'kill -CONT '"$drainer"' 2>/dev/null; bash scripts/web.sh stop "$dir"; bash scripts/pgcluster.sh stop "$dir"' EXIT
 kill -STOP "$drainer"
 export PGOPTIONS='-c statement_timeout=60s'   # a drainer stopped inside a transaction must not hang the test
-trap 'kill -CONT '"$drainer"' 2>/dev/null; bash scripts/web.sh stop "$dir"; bash scripts/pgcluster.sh stop "$dir"' EXIT
 psql "$c" -X -q -v ON_ERROR_STOP=1 -v img="$PWD/pg_test/data/images/sneaker.png" <<'SQL'
 DELETE FROM products WHERE id = 300000;
 INSERT INTO products (id, name, category, split, image)

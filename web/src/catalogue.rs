@@ -163,7 +163,7 @@ impl Catalogue {
                 } else {
                     "pending"
                 };
-                Product { vector: Some(vector), problem, ..product(r) }
+                Product { id: r.get(0), name: r.get(1), category: r.get(2), distance: None, vector: Some(vector), problem }
             })
             .collect())
     }
@@ -220,11 +220,7 @@ impl Catalogue {
 }
 
 fn product(r: &Row) -> Product {
-    let distance = match r.columns().get(3) {
-        Some(c) if c.name() == "distance" => r.get(3),
-        _ => None,
-    };
-    Product { id: r.get(0), name: r.get(1), category: r.get(2), distance, vector: None, problem: None }
+    Product { id: r.get(0), name: r.get(1), category: r.get(2), distance: r.get(3), vector: None, problem: None }
 }
 
 #[cfg(test)]
