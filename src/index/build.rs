@@ -178,7 +178,7 @@ unsafe fn flush<T: SqlScalar>(st: &mut State<T>) {
             }
             match lists_at[i as usize] {
                 None => tuple::inline_lists_mut(&mut t, m).copy_from_slice(&lists),
-                Some(loc) => items.push((loc, tuple::lists_tuple(&lists))),
+                Some(loc) => items.push((loc, tuple::lists_tuple(&lists, &[]))),
             }
             items.push((ids[i as usize], t));
         }

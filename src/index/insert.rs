@@ -91,12 +91,18 @@ pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v
             None => encode(v),
         };
         let coded = quant.is_some();
+        // A code longer than an element holds (more than 32,768 dimensions) leaves its tail
+        // to the lists tuple.
+        let head = bytes.len().min(page::largest_item() - tuple::HEADER);
         let mark = |mut t: Vec<u8>| {
             if packed {
                 tuple::set_packed(&mut t);
             }
             if coded {
                 tuple::set_code(&mut t);
+            }
+            if head < bytes.len() {
+                tuple::set_split(&mut t);
             }
             t
         };
@@ -105,8 +111,8 @@ pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v
             tuple::inline_lists_mut(&mut t, m).copy_from_slice(&lists);
             page::place(index, &[&t])[0]
         } else {
-            let loc = page::place(index, &[&tuple::lists_tuple(&lists)])[0];
-            page::place(index, &[&mark(tuple::element(heap_tid, level, m, &bytes, Some(loc)))])[0]
+            let loc = page::place(index, &[&tuple::lists_tuple(&lists, &bytes[head..])])[0];
+            page::place(index, &[&mark(tuple::element(heap_tid, level, m, &bytes[..head], Some(loc)))])[0]
         };
         link(&mut store, id, &chosen);
         if meta.entry == NO_ENTRY || level > meta.entry_level as usize {

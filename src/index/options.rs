@@ -42,7 +42,7 @@ pub fn init() {
         pg_sys::add_bool_reloption(
             RELOPT_KIND,
             c"quantize".as_ptr(),
-            c"Keep RaBitQ codes instead of vectors (up to 32,768 dimensions); scans rerank with the table's vectors.".as_ptr(),
+            c"Keep RaBitQ codes instead of vectors (up to 65,535 dimensions); scans rerank with the table's vectors.".as_ptr(),
             false,
             pg_sys::AccessExclusiveLock as i32,
         );

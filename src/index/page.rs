@@ -136,6 +136,11 @@ pub fn maxalign(n: usize) -> usize {
     (n + 7) & !7
 }
 
+/// The longest item a page holds (8,160 bytes).
+pub fn largest_item() -> usize {
+    (page_capacity() - std::mem::size_of::<pg_sys::ItemIdData>()) & !7
+}
+
 /// Room an item takes on a page: its aligned bytes and its line pointer.
 pub fn item_room(len: usize) -> usize {
     maxalign(len) + std::mem::size_of::<pg_sys::ItemIdData>()
@@ -364,7 +369,9 @@ pub unsafe fn place(index: pg_sys::Relation, items: &[&[u8]]) -> Vec<Id> {
         };
         // Pages VACUUM freed space on, as the free space map knows them (correcting it where
         // it is stale), then the last page.
-        let mut candidate = pg_sys::GetPageWithFreeSpace(index, room);
+        // The map takes requests up to a whole tuple's size; the page itself is checked below.
+        let request = room.min(largest_item());
+        let mut candidate = pg_sys::GetPageWithFreeSpace(index, request);
         for _ in 0..8 {
             if candidate == pg_sys::InvalidBlockNumber || candidate == META_BLOCK {
                 break;
@@ -375,7 +382,7 @@ pub unsafe fn place(index: pg_sys::Relation, items: &[&[u8]]) -> Vec<Id> {
                 return add(&b);
             }
             drop(b);
-            candidate = pg_sys::RecordAndGetPageWithFreeSpace(index, candidate, free, room);
+            candidate = pg_sys::RecordAndGetPageWithFreeSpace(index, candidate, free, request);
         }
         let last = read_meta(index).last_block;
         if last != META_BLOCK {

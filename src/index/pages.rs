@@ -45,6 +45,8 @@ pub struct Pages<'a, T> {
     pub salt: u64,
     /// A quantized index's quantizer, and `q` prepared for its estimates.
     codes: Option<(Rc<Quant>, Query)>,
+    /// Where split codes are put together.
+    split_code: Vec<u8>,
 }
 
 impl<'a, T: SqlScalar> Pages<'a, T> {
@@ -53,7 +55,7 @@ impl<'a, T: SqlScalar> Pages<'a, T> {
             let query = quant.query(q, 0);
             (quant, query)
         });
-        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default(), salt: 0, codes }
+        Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default(), salt: 0, codes, split_code: Vec::new() }
     }
 
     /// Greedy descent from the entry point to `layer`, then a beam of `ef` on each layer from
@@ -83,6 +85,29 @@ pub unsafe fn with_element<R>(index: pg_sys::Relation, id: Id, f: impl FnOnce(El
     unsafe {
         let b = Locked::read(index, block_of(id), false);
         item(b.page(), offset_of(id)).map(|t| f(ElementTuple(t)))
+    }
+}
+
+/// Calls `f` on the code of element `id` and whether it is marked deleted: in place, or, when
+/// split, copied into `buf` with its tail from the lists tuple. None when the element is gone,
+/// holds no code, or its lists tuple is gone.
+pub unsafe fn with_code<R>(index: pg_sys::Relation, m: usize, id: Id, buf: &mut Vec<u8>, f: impl FnOnce(&[u8], bool) -> R) -> Option<R> {
+    unsafe {
+        let b = Locked::read(index, block_of(id), false);
+        let e = ElementTuple(item(b.page(), offset_of(id))?);
+        if !e.is_code() {
+            return None;
+        }
+        if !e.split() {
+            return Some(f(e.vector_bytes(m), e.deleted()));
+        }
+        let (level, deleted, loc) = (e.level(), e.deleted(), e.separate()?);
+        buf.clear();
+        buf.extend_from_slice(e.vector_bytes(m));
+        drop(b);
+        let b = Locked::read(index, block_of(loc), false);
+        buf.extend_from_slice(tuple::code_tail(item(b.page(), offset_of(loc))?, level, m)?);
+        Some(f(buf, deleted))
     }
 }
 
@@ -176,15 +201,12 @@ impl<T: SqlScalar> Walk for Pages<'_, T> {
     }
     fn distance(&mut self, id: Id, bound: f32) -> Option<f32> {
         let (m, op, q) = (self.meta.m as usize, self.meta.opclass, self.q);
-        let (d, deleted) = unsafe {
-            with_element(self.index, id, |e| match &self.codes {
-                // An estimate: the scan reranks what it returns with the table's vectors.
-                Some((quant, query)) => {
-                    let code = e.vector_bytes(m);
-                    (e.is_code() && quant.fits(code)).then(|| (quant.estimate(query, code), e.deleted()))
-                }
-                None => distance_to(op, q, &e, m, bound).map(|d| (d, e.deleted())),
-            })
+        let (d, deleted) = match &self.codes {
+            // An estimate: the scan reranks what it returns with the table's vectors.
+            Some((quant, query)) => unsafe {
+                with_code(self.index, m, id, &mut self.split_code, |code, deleted| quant.fits(code).then(|| (quant.estimate(query, code), deleted)))
+            },
+            None => unsafe { with_element(self.index, id, |e| distance_to(op, q, &e, m, bound).map(|d| (d, e.deleted()))) },
         }??;
         if deleted {
             self.deleted.insert(id);
@@ -230,7 +252,10 @@ impl<'a, T: SqlScalar> PageStore<'a, T> {
         if !self.vectors.borrow().contains_key(&id) {
             let m = self.meta.m as usize;
             let p = unsafe {
-                with_element(self.index, id, |e| if e.is_code() { Payload::Code(e.vector_bytes(m).to_vec()) } else { Payload::Vector(vector_of::<T>(&e, m)) })
+                match self.quant {
+                    Some(_) => with_code(self.index, m, id, &mut Vec::new(), |c, _| Payload::Code(c.to_vec())),
+                    None => with_element(self.index, id, |e| Payload::Vector(vector_of::<T>(&e, m))),
+                }
             };
             self.vectors.borrow_mut().insert(id, p.unwrap_or(Payload::Vector(Vec::new())));
         }

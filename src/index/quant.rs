@@ -15,9 +15,9 @@ use vs_rabitq::code::{code_size, CodeRef, Quantizer};
 use vs_rabitq::estimate::{l2_squared_between, negative_dot_between, Query};
 use vs_rabitq::rotation::Rotation;
 
-/// One vector's code, 1 bit a rotated dimension and 12 bytes of factors, has to fit a page
-/// beside its lists: 32,768 dimensions (4,108 bytes); the next power of two would take 8,204.
-pub const MAX_DIM: usize = 32_768;
+/// As many as the types hold: a code of more than 32,768 dimensions (65,536 rotated bits, 8,204
+/// bytes) is split over the element and its lists tuple.
+pub const MAX_DIM: usize = 65_535;
 
 /// The rotation's seed for new indexes: any fixed value (the bound holds for a random rotation,
 /// not for a secret one), kept on the meta page so a later version may choose others.

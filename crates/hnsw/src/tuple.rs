@@ -17,6 +17,9 @@
 //! In a quantized index (`WITH (quantize = on)`) an element holds its RaBitQ code (vs_rabitq)
 //! where the vector would be, flagged CODE; the quantizer's centroid is kept in chunk tuples,
 //! byte 7 CENTROID, bytes 8..16 the next chunk's location (`INLINE` after the last), then f32s.
+//! A code too big for a page beside the element's header (more than 32,768 dimensions: 65,536
+//! rotated bits take 8,204 bytes, a tuple at most 8,160) is SPLIT: its last bytes follow the
+//! lists in the lists tuple, which such an element always has.
 
 // The accessors are #[inline]: a scan calls them for every element it reads, from another crate
 // (without it they stopped being inlined when this file left the extension crate).
@@ -34,6 +37,8 @@ pub const PACKED: u8 = 8;
 pub const CODE: u8 = 16;
 /// A chunk of a quantized index's centroid, not an element.
 pub const CENTROID: u8 = 32;
+/// The element's code continues after the lists in its lists tuple.
+pub const SPLIT: u8 = 64;
 pub const CHUNK_HEADER: usize = 16;
 
 pub const SLOT: usize = 12;
@@ -83,12 +88,21 @@ pub fn element(heap_tid: [u8; 6], level: usize, m: usize, vector: &[u8], separat
     t
 }
 
-/// Neighbour lists (`lists_size` bytes) as a tuple of their own.
-pub fn lists_tuple(lists: &[u8]) -> Vec<u8> {
+/// Neighbour lists (`lists_size` bytes) as a tuple of their own, then a split code's `tail`.
+pub fn lists_tuple(lists: &[u8], tail: &[u8]) -> Vec<u8> {
     let mut t = vec![0u8; LISTS_HEADER];
     t[7] = LISTS;
     t.extend_from_slice(lists);
+    t.extend_from_slice(tail);
     t
+}
+
+/// The tail of a split code in the lists tuple `t` of an element on `level`; None when `t` is
+/// no lists tuple or ends within its lists.
+#[inline]
+pub fn code_tail(t: &[u8], level: usize, m: usize) -> Option<&[u8]> {
+    let start = LISTS_HEADER + lists_size(level, m);
+    (t.len() >= start && t[7] == LISTS).then(|| &t[start..])
 }
 
 /// The lists in a lists tuple.
@@ -126,6 +140,11 @@ impl<'a> ElementTuple<'a> {
     pub fn is_code(&self) -> bool {
         self.0[7] & CODE != 0
     }
+    /// The code's tail is in the lists tuple (`code_tail`).
+    #[inline]
+    pub fn split(&self) -> bool {
+        self.0[7] & SPLIT != 0
+    }
     /// Where the neighbour lists are, when not inline.
     #[inline]
     pub fn separate(&self) -> Option<Id> {
@@ -151,6 +170,10 @@ impl<'a> ElementTuple<'a> {
 
 pub fn set_code(t: &mut [u8]) {
     t[7] |= CODE;
+}
+
+pub fn set_split(t: &mut [u8]) {
+    t[7] |= SPLIT;
 }
 
 /// A centroid chunk: `values` (f32 bytes), then the chunk at `next` (or none: `INLINE`).
@@ -225,12 +248,29 @@ mod tests {
         assert_eq!((e.heap_tid(), e.level(), e.deleted(), e.separate()), ([1, 2, 3, 4, 5, 6], 2, false, None));
         assert_eq!(e.vector_bytes(4), &v[..]);
         assert_eq!(e.inline_lists(4).len(), (4 + 8 * SLOT) + 2 * (4 + 4 * SLOT));
-        assert!(is_element(&t) && !is_element(&lists_tuple(&[0; 8])));
+        assert!(is_element(&t) && !is_element(&lists_tuple(&[0; 8], &[])));
         set_deleted(&mut t);
         assert!(ElementTuple(&t).deleted());
         let sep = element([0; 6], 1, 4, &v, Some(id(7, 3)));
         let e = ElementTuple(&sep);
         assert_eq!((e.separate(), e.inline_lists(4).len(), e.vector_bytes(4)), (Some(id(7, 3)), 0, &v[..]));
+    }
+
+    #[test]
+    fn a_split_code_ends_after_the_lists() {
+        let (level, m) = (1, 4);
+        let lists = vec![7u8; lists_size(level, m)];
+        let l = lists_tuple(&lists, &[1, 2, 3]);
+        assert_eq!(code_tail(&l, level, m), Some(&[1u8, 2, 3][..]));
+        assert_eq!(code_tail(&lists_tuple(&lists, &[]), level, m), Some(&[][..]), "an unsplit element's lists have no tail");
+        assert_eq!(code_tail(&l, level + 1, m), None, "lists of a higher level are longer than this tuple");
+        let mut t = element([0; 6], level, m, &[9; 16], Some(id(3, 1)));
+        set_code(&mut t);
+        assert!(!ElementTuple(&t).split());
+        set_split(&mut t);
+        let e = ElementTuple(&t);
+        assert!(e.split() && e.is_code() && !e.deleted());
+        assert_eq!(e.vector_bytes(m), &[9u8; 16][..]);
     }
 
     #[test]

@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn the_bound_holds_on_99_percent_of_pairs_of_random_vectors() {
-        for (dim, n, m) in [(128, 400, 50), (784, 300, 30), (25_088, 60, 10)] {
+        for (dim, n, m) in [(128, 400, 50), (784, 300, 30), (25_088, 60, 10), (65_535, 30, 10)] {
             let data = random_vectors(n, dim, dim as u64);
             let queries = random_vectors(m, dim, dim as u64 + 1);
             let (l2, ip, rel) = held(&data, &queries);
