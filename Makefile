@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-async-embed bench-quality train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-async-embed bench-quality bench-quantized-25k train-fashion clean
 
 all: build
 
@@ -90,6 +90,11 @@ bench-service: install
 # vs_hnsw against pgvector's figures with the team's harness (about 10 minutes).
 bench-ann: install
 	bash bench/ann.sh all
+
+# vs_hnsw WITH (quantize = on) at 25,088 dimensions: Fashion-MNIST projected, 60,000 rows, 1,000
+# queries, against the exact scan and pgvector (issue #18, point 3; about 16 minutes, 11 GB of disk).
+bench-quantized-25k: install
+	bash bench/quantized_25k.sh
 
 bench-kernels: setup
 	cargo bench -p vs_vector --bench kernels

@@ -13,19 +13,8 @@ label=${1:-after}
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PG_CONFIG
 dir=${VS_BENCH_DIR:-.bench/connect}
-src=${PGVECTOR_SRC:-/work/.mirror/pgvector+pgvector/repo}
-if [ ! -f "$("$PG_CONFIG" --sharedir)/extension/vector.control" ]; then
-  build=$(mktemp -d /tmp/pgvector-build.XXXXXX)
-  if [ -d "$src/objects" ] || [ "$(git -C "$src" rev-parse --is-bare-repository 2>/dev/null)" = true ]; then
-    git --git-dir="$src" archive HEAD | tar -x -C "$build"
-  else
-    cp -r "$src/." "$build/"
-  fi
-  make -C "$build" PG_CONFIG="$PG_CONFIG" -j"$(nproc)" >/dev/null
-  sudo_if() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -E "$@"; fi; }
-  sudo_if make -C "$build" PG_CONFIG="$PG_CONFIG" install >/dev/null
-  rm -rf "$build"
-fi
+. bench/pgvector.sh
+pgvector_install
 bash scripts/pgcluster.sh start "$dir" >/dev/null
 trap 'bash scripts/pgcluster.sh stop "$dir"' EXIT
 # Debian's python3 (psycopg2 comes from setup.sh's python3-psycopg2); run as root so that it can
