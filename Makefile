@@ -26,6 +26,7 @@ lint: setup
 # The crates' own tests (crates/vector and crates/hnsw without libtorch), then the extension's
 # tests that need no server.
 unit-test: setup
+	/usr/bin/python3 -m unittest discover -s models -p 'test_*.py'
 	cargo test -p vs_vector -p vs_hnsw -p vs_rabitq -p vs_pool -p vs_fashion -p vs_engine_api -p vs_embed -p vs_engine -p vs_train
 	# The service's tests run the real executable over the real engine library.
 	cargo build --release -p vs_engine

@@ -21,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "models"))
-from convert_torchvision import manifest, write_safetensors  # noqa: E402
+from convert import manifest, write_safetensors  # noqa: E402
 
 BENCH_DIR = "/tmp/visual_search_bench"
 

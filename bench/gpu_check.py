@@ -59,7 +59,7 @@ def make_model():
     import torch
     import torchvision
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))
-    from convert_torchvision import manifest, write_safetensors
+    from convert import manifest, write_safetensors
     torch.manual_seed(0)
     net = torchvision.models.vgg16(weights=None)
     d = os.path.join(model_dir, MODEL)

@@ -25,7 +25,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
-from convert_torchvision import write_safetensors  # noqa: E402
+from convert import write_safetensors  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pg_test", "data")
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

@@ -59,6 +59,10 @@ PY
 # images and 20 test ones, real structure where synthetic vectors had none to navigate by
 python3 scripts/fashion_mnist.py --limit 1200 | awk -F'\t' '$4 == "train" { print $1 "\t" $6 }' > "$data/fashion.tsv"
 python3 scripts/fashion_mnist.py --limit 1200 | awk -F'\t' '$4 == "test" && n++ < 20 { print $1 "\t" $6 }' > "$data/fashion_test.tsv"
+# the original design's feature end to end (vs_hnsw_flatten): a full-width VGG16 giving 25,088-d
+# flattened conv5, and 300 + 300 Fashion-MNIST products with their photos
+/usr/bin/python3 scripts/make_vgg16_flatten.py "$data/models"
+python3 scripts/fashion_mnist.py --limit 300 > "$data/fashion_products.tsv"
 # hostile images: huge pixel counts or resized sizes in a few KB, JPEGs announcing more than they hold
 python3 scripts/make_bombs.py "$data/bombs" "$data/images"
 # a model written by the train command (a few steps on a few hundred images), for image_embed

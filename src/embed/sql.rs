@@ -150,7 +150,8 @@ fn backend_stats() -> TableIterator<'static, (name!(images_embedded, i64), name!
     TableIterator::once((IMAGES_EMBEDDED.with(|n| n.get()), models))
 }
 
-/// Installed models: one row per folder of the model directory that holds a manifest.
+/// Installed models: one row per folder of the model directory that holds a manifest. A folder
+/// whose manifest cannot be used has only its name and the problem.
 // pgrx names a table function's columns in its return type: the tuple cannot be an alias.
 #[allow(clippy::type_complexity)]
 #[pg_extern(sql = false)]
@@ -159,8 +160,11 @@ fn list_models() -> TableIterator<
     (
         name!(name, String),
         name!(architecture, Option<String>),
+        name!(input_size, Option<i32>),
         name!(dims, Option<i32>),
         name!(pooling, Option<String>),
+        name!(licence, Option<String>),
+        name!(source, Option<String>),
         name!(weights_present, bool),
         name!(problem, Option<String>),
     ),
@@ -170,15 +174,17 @@ fn list_models() -> TableIterator<
         .map(|rd| rd.flatten().filter(|e| e.path().join("manifest.json").is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.sort();
+    let known = |s: String| (!s.is_empty()).then_some(s);
     let rows: Vec<_> = names
         .into_iter()
         .map(|n| match Manifest::load(&dir, &n) {
             Ok((m, w)) => {
                 let present = w.is_file();
                 let pooling = format!("{:?}", m.output.pooling).to_lowercase();
-                (n, Some(m.architecture), Some(m.dims as i32), Some(pooling), present, None)
+                let side = m.input.crop.or(m.input.resize).map(|s| s as i32);
+                (n, Some(m.architecture), side, Some(m.dims as i32), Some(pooling), known(m.licence), known(m.source), present, None)
             }
-            Err(e) => (n, None, None, None, false, Some(e.to_string())),
+            Err(e) => (n, None, None, None, None, None, None, false, Some(e.to_string())),
         })
         .collect();
     TableIterator::new(rows)

@@ -13,9 +13,9 @@ use super::preprocess::resize_and_crop;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-const LIM: DecodeLimits = DecodeLimits { max_bytes: 50 << 20, max_pixels: 40_000_000 };
+pub const LIM: DecodeLimits = DecodeLimits { max_bytes: 50 << 20, max_pixels: 40_000_000 };
 
-fn data() -> PathBuf {
+pub fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pg_test/data")
 }
 
@@ -23,7 +23,7 @@ fn golden() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(data().join("golden.json")).unwrap()).unwrap()
 }
 
-fn image(name: &str) -> Vec<u8> {
+pub fn image(name: &str) -> Vec<u8> {
     std::fs::read(data().join("images").join(name)).unwrap()
 }
 
@@ -38,7 +38,7 @@ fn pixel_diff(a: &image::RgbImage, b: &image::RgbImage) -> (f64, u8) {
     (d.iter().map(|&x| x as f64).sum::<f64>() / d.len() as f64, *d.iter().max().unwrap())
 }
 
-fn rel_err(ours: &[f32], torch: &[f64]) -> f64 {
+pub fn rel_err(ours: &[f32], torch: &[f64]) -> f64 {
     assert_eq!(ours.len(), torch.len());
     let scale = torch.iter().fold(0f64, |m, x| m.max(x.abs()));
     ours.iter().zip(torch).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max) / scale

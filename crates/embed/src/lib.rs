@@ -1,8 +1,10 @@
 //! Image → vector: decode (image crate, limits) → preprocess (manifest) → model (tch) → vector.
 //! Each step is one module; the extension's `embed` glues them to SQL.
 
+mod conv;
 pub mod cuda;
 pub mod decode;
+mod efficientnet;
 pub mod jpeg;
 pub mod manifest;
 pub mod model;
@@ -148,5 +150,7 @@ pub fn embed_images(model: &Model, images: &[&[u8]], lim: &DecodeLimits, threads
     embed_images_timed(model, images, lim, &pool, &|| false).map(|(v, _)| v)
 }
 
+#[cfg(test)]
+mod efficientnet_tests;
 #[cfg(test)]
 mod golden_tests;

@@ -1,9 +1,10 @@
-//! VGG16 on libtorch, built exactly as torchvision defines it (parameter names
-//! `features.N.weight` / `features.N.bias`, and `features.N.running_mean` etc. for the
-//! BatchNorm variant), so torchvision's weights converted to safetensors load unchanged.
-//! Free of pgrx.
+//! The network a manifest names, loaded from safetensors and run on libtorch. VGG16 is built
+//! here exactly as torchvision defines it (parameter names `features.N.weight` / `features.N.bias`,
+//! and `features.N.running_mean` etc. for the BatchNorm variant), so torchvision's weights
+//! converted to safetensors load unchanged; EfficientNet-Lite0 is in `efficientnet`. Free of pgrx.
 
-use super::manifest::{scaled, Manifest, ModelError, Pooling, VGG16};
+use super::conv::{Conv, Layer};
+use super::manifest::{scaled, Architecture, Manifest, ModelError, Pooling, VGG16};
 use super::preprocess::Cancel;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -14,32 +15,6 @@ use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 /// Seeding and building under this lock keeps a seeded initialisation reproducible while other
 /// threads build networks too (tests run in parallel; a server may train beside loading).
 pub static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A 3×3, padding-1 convolution (torchvision's Conv2d) that never uses TF32 on a GPU: cuDNN
-/// does by default, and its 10-bit mantissa moved vectors 2.5e-4 (relative) away from the CPU's
-/// on an H100. In half precision the input is f16 and this changes nothing.
-#[derive(Debug)]
-struct Conv3(nn::Conv2D);
-
-impl nn::Module for Conv3 {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        if x.device().is_cuda() && x.kind() == Kind::Float {
-            x.internal_convolution(&self.0.ws, self.0.bs.as_ref(), [1, 1], [1, 1], [1, 1], false, [0, 0], 1, false, false, true, false)
-        } else {
-            self.0.forward(x)
-        }
-    }
-}
-
-/// One layer of the network, boxed so that a forward pass can stop between two of them.
-#[derive(Debug)]
-pub struct Layer(Box<dyn nn::ModuleT>);
-
-impl nn::ModuleT for Layer {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.0.forward_t(x, train)
-    }
-}
 
 /// The layers of VGG16's convolutional part (torchvision's `vgg16().features`), in order.
 pub fn layers(p: &nn::Path, width: f64, batch_norm: bool) -> Vec<Layer> {
@@ -53,8 +28,7 @@ pub fn layers(p: &nn::Path, width: f64, batch_norm: bool) -> Vec<Layer> {
             continue;
         }
         let c_out = scaled(c, width);
-        let cfg = nn::ConvConfig { padding: 1, ..Default::default() };
-        out.push(Layer(Box::new(Conv3(nn::conv2d(p / "features" / idx.to_string(), c_in, c_out, 3, cfg)))));
+        out.push(Layer(Box::new(Conv::new(p / "features" / idx.to_string(), c_in, c_out, 3, 1, 1, true, false))));
         idx += 1;
         if batch_norm {
             out.push(Layer(Box::new(nn::batch_norm2d(p / "features" / idx.to_string(), c_out, Default::default()))));
@@ -71,6 +45,14 @@ pub fn layers(p: &nn::Path, width: f64, batch_norm: bool) -> Vec<Layer> {
 /// The convolutional part of VGG16 as one module (training runs it whole).
 pub fn features(p: &nn::Path, width: f64, batch_norm: bool) -> nn::SequentialT {
     layers(p, width, batch_norm).into_iter().fold(nn::seq_t(), |seq, l| seq.add(l))
+}
+
+/// The layers of the network a manifest names.
+pub fn network(p: &nn::Path, m: &Manifest) -> Vec<Layer> {
+    match m.arch() {
+        Architecture::Vgg16 => layers(p, m.width, m.batch_norm),
+        Architecture::EfficientNetLite0 => super::efficientnet::layers(p),
+    }
 }
 
 /// A model ready to run: weights loaded, in eval mode, on its device.
@@ -108,7 +90,7 @@ impl Model {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let net = {
             let _init = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            layers(&vs.root(), manifest.width, manifest.batch_norm)
+            network(&vs.root(), &manifest)
         };
         let mut parameters = 0;
         tch::no_grad(|| -> Result<(), ModelError> {

@@ -21,12 +21,13 @@ pub struct Preprocess {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
-    /// Global average pool of conv5: 512 × width dims.
+    /// Global average pool of the last feature map (VGG16's conv5: 512 × width dims;
+    /// EfficientNet-Lite0's head: 1,280).
     Avg,
-    /// Global max pool of conv5: 512 × width dims.
+    /// Global max pool of the last feature map.
     Max,
     /// conv5 average-pooled to 7 × 7 and flattened, as torchvision's VGG feeds its classifier:
-    /// 7 × 7 × 512 = 25,088 dims (the original design's feature).
+    /// 7 × 7 × 512 = 25,088 dims (the original design's feature); 62,720 for EfficientNet-Lite0.
     Flatten,
 }
 
@@ -58,6 +59,29 @@ pub struct Manifest {
     pub weights: Weights,
     #[serde(default)]
     pub description: String,
+    /// The weights' licence (SPDX identifier where there is one).
+    #[serde(default)]
+    pub licence: String,
+    /// Where the weights come from: a package, a file, or the train command.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// The networks image_embed can build, by the manifest's `architecture`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// torchvision's VGG16 (`features.N.*`), with a channel multiplier and optional BatchNorm.
+    Vgg16,
+    /// EfficientNet-Lite0 in the `efficientnet-lite-pytorch` layout (`_conv_stem`, `_blocks.N.*`).
+    EfficientNetLite0,
+}
+
+impl Architecture {
+    pub const NAMES: [(&'static str, Architecture); 2] = [("vgg16", Architecture::Vgg16), ("efficientnet-lite0", Architecture::EfficientNetLite0)];
+
+    pub fn parse(s: &str) -> Option<Architecture> {
+        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, a)| *a)
+    }
 }
 
 fn one() -> f64 {
@@ -134,16 +158,29 @@ impl Manifest {
         Ok((m, weights))
     }
 
+    /// The architecture; `load` has checked that it is one of `Architecture::NAMES`.
+    pub fn arch(&self) -> Architecture {
+        Architecture::parse(&self.architecture).unwrap_or(Architecture::Vgg16)
+    }
+
+    /// Channels of the last feature map, which the pooling turns into the vector.
     pub fn last_channels(&self) -> i64 {
-        scaled(512, self.width)
+        match self.arch() {
+            Architecture::Vgg16 => scaled(512, self.width),
+            Architecture::EfficientNetLite0 => 1280,
+        }
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.architecture != "vgg16" {
-            return Err(format!("architecture \"{}\" is not supported (vgg16 is)", self.architecture));
-        }
+        let Some(arch) = Architecture::parse(&self.architecture) else {
+            let known: Vec<&str> = Architecture::NAMES.iter().map(|(n, _)| *n).collect();
+            return Err(format!("architecture \"{}\" is not supported ({} are)", self.architecture, known.join(", ")));
+        };
         if !(self.width > 0.0 && self.width <= 4.0) {
             return Err(format!("width {} is outside (0, 4]", self.width));
+        }
+        if arch == Architecture::EfficientNetLite0 && (self.width != 1.0 || self.batch_norm) {
+            return Err("efficientnet-lite0 has width 1 and its own BatchNorm: leave width and batch_norm unset".into());
         }
         let w = &self.weights.file;
         // Only safetensors, and only a file beside the manifest: never pickle, never a path.
@@ -190,6 +227,8 @@ mod tests {
             dims: 512,
             weights: Weights { file: "w.safetensors".into(), sha256: "0".repeat(64) },
             description: String::new(),
+            licence: String::new(),
+            source: String::new(),
         }
     }
 
@@ -210,6 +249,18 @@ mod tests {
         m.width = 0.125;
         m.dims = 64;
         assert_eq!(m.check(), Ok(()));
+        let mut m = sample();
+        m.architecture = "efficientnet-lite0".into();
+        assert!(m.check().unwrap_err().contains("1280"));
+        m.dims = 1280;
+        assert_eq!(m.check(), Ok(()));
+        m.output.pooling = Pooling::Flatten;
+        m.dims = 62_720;
+        assert_eq!(m.check(), Ok(()));
+        m.width = 0.5;
+        assert!(m.check().unwrap_err().contains("width 1"));
+        m.architecture = "resnet50".into();
+        assert!(m.check().unwrap_err().contains("vgg16, efficientnet-lite0"));
     }
 
     #[test]

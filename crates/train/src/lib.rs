@@ -262,6 +262,8 @@ fn write_model(cfg: &Config, vs: &mut nn::VarStore) -> Result<PathBuf, String> {
         dims: channels,
         weights: Weights { file: "weights.safetensors".into(), sha256: sha },
         description: format!("VGG16 (width {}, batch norm {}) trained by visual_search's train command, seed {}", cfg.width, cfg.batch_norm, cfg.seed),
+        licence: String::new(),
+        source: "visual_search's train command".into(),
     };
     let json = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;

@@ -1,0 +1,183 @@
+"""Reads PyTorch `.pth` state dicts without PyTorch and without running pickled code.
+
+torch.save writes a pickle whose tensors point at raw storages kept beside it: in a zip archive
+(`<root>/data.pkl` and `<root>/data/<key>`, PyTorch 1.6 and later) or, in the legacy format, as
+further records after the pickle in the same file. The unpickler below resolves only the globals
+that rebuild tensors and ordered dicts; any other global (os.system, builtins.eval, a class of
+the file's choosing) is refused before anything is called, so a hostile file can do no more than
+fail. Tensors come back as numpy arrays, checked to lie inside their storage.
+"""
+import collections
+import io
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+STORAGES = {
+    "DoubleStorage": "<f8", "FloatStorage": "<f4", "HalfStorage": "<f2", "BFloat16Storage": "bf16",
+    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?",
+}
+
+
+class PthError(ValueError):
+    pass
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name, self.dtype = name, STORAGES[name]
+
+
+class _Storage:
+    """A storage record: its element type and count from the pickle, its bytes once read."""
+
+    def __init__(self, stype, key, numel):
+        self.stype, self.key, self.numel, self.array = stype, key, numel, None
+
+    def fill(self, raw):
+        dt = self.stype.dtype
+        width = 2 if dt == "bf16" else np.dtype(dt).itemsize
+        if len(raw) < self.numel * width:
+            raise PthError(f"storage {self.key} holds {len(raw)} bytes, {self.numel} elements of {self.stype.name} need {self.numel * width}")
+        raw = raw[:self.numel * width]
+        if dt == "bf16":  # the upper half of an f32
+            self.array = (np.frombuffer(raw, "<u2").astype("<u4") << 16).view("<f4")
+        else:
+            self.array = np.frombuffer(raw, dt)
+
+
+class _Tensor:
+    """A tensor as the pickle describes it; its storage's bytes may come after the pickle."""
+
+    def __init__(self, storage, offset, size, stride, *_rest):
+        if not isinstance(storage, _Storage):
+            raise PthError("a tensor whose storage is not a storage record")
+        self.storage, self.offset = storage, int(offset)
+        self.size, self.stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+
+    def array(self):
+        size, stride, offset, a = self.size, self.stride, self.offset, self.storage.array
+        if a is None:
+            raise PthError(f"storage {self.storage.key} is missing from the file")
+        if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
+            raise PthError(f"tensor of size {size} and stride {stride} is malformed")
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
+        if last >= len(a):
+            raise PthError(f"tensor of size {size}, stride {stride} at offset {offset} overruns its storage of {len(a)}")
+        view = np.lib.stride_tricks.as_strided(a[offset:], size, tuple(s * a.itemsize for s in stride), writeable=False)
+        return np.array(view)
+
+
+def _rebuild_parameter(data, *_rest):
+    return data
+
+
+ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _Tensor,
+    ("torch._utils", "_rebuild_tensor"): _Tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): _StorageType(name) for name in STORAGES},
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, f, storage):
+        super().__init__(f)
+        self._storage = storage
+
+    def find_class(self, module, name):
+        try:
+            return ALLOWED[(module, name)]
+        except KeyError:
+            raise PthError(f"refused: the file asks for {module}.{name}, which a state dict of tensors never needs") from None
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+            raise PthError(f"refused: persistent id {pid!r:.80} is not a tensor storage")
+        return self._storage(pid[1], str(pid[2]), int(pid[4]))
+
+
+def _zip(f):
+    with zipfile.ZipFile(f) as z:
+        pkl = [n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise PthError("a zip archive without one <root>/data.pkl is not a torch.save file")
+        root = pkl[0][: -len("data.pkl")]
+        storages = {}
+        obj = _Unpickler(io.BytesIO(z.read(pkl[0])), lambda t, k, n: storages.setdefault(k, _Storage(t, k, n))).load()
+        for key, s in storages.items():
+            try:
+                s.fill(z.read(f"{root}data/{key}"))
+            except KeyError:
+                raise PthError(f"storage {key} is missing from the archive") from None
+    return obj
+
+
+class _Header(pickle.Unpickler):
+    """The legacy format's records around the pickle: numbers, strings, a dict, a list."""
+
+    def find_class(self, module, name):
+        raise PthError(f"refused: the legacy header asks for {module}.{name}")
+
+
+def _legacy(f):
+    # A fresh unpickler for each record: one keeps its own read-ahead of the file.
+    try:
+        magic = _Header(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise PthError(f"not a torch.save file: {e}") from None
+    if magic != LEGACY_MAGIC:
+        raise PthError("not a torch.save file (neither a zip archive nor the legacy magic number)")
+    _Header(f).load()  # protocol version
+    info = _Header(f).load()
+    if isinstance(info, dict) and info.get("little_endian") is False:
+        raise PthError("a big-endian legacy file is not supported")
+    storages = {}
+    obj = _Unpickler(f, lambda t, k, n: storages.setdefault(k, _Storage(t, k, n))).load()
+    keys = _Header(f).load()
+    if not isinstance(keys, list):
+        raise PthError("legacy file without its list of storage keys")
+    for key in keys:
+        s = storages.get(key)
+        head = f.read(8)
+        if s is None or len(head) < 8:
+            raise PthError(f"storage {key} follows the pickle but no tensor uses it, or the file ends")
+        (numel,) = struct.unpack("<q", head)
+        if numel != s.numel:
+            raise PthError(f"storage {key} holds {numel} elements, the pickle says {s.numel}")
+        width = 2 if s.stype.dtype == "bf16" else np.dtype(s.stype.dtype).itemsize
+        s.fill(f.read(numel * width))
+    return obj
+
+
+def _arrays(obj):
+    if isinstance(obj, _Tensor):
+        return obj.array()
+    if isinstance(obj, dict):
+        return {k: _arrays(v) for k, v in obj.items()}
+    return obj
+
+
+def load(path):
+    """{name: numpy array} of the state dict in `path` (a dict of tensors, possibly nested under
+    "state_dict")."""
+    with open(path, "rb") as f:
+        is_zip = zipfile.is_zipfile(f)
+        f.seek(0)
+        try:
+            obj = _zip(f) if is_zip else _legacy(f)
+        except PthError:
+            raise
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            raise PthError(f"{path}: not a readable torch.save file ({type(e).__name__}: {e})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    obj = _arrays(obj)
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()):
+        raise PthError("the file holds no state dict of named tensors")
+    return dict(obj)
