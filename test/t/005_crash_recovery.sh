@@ -4,18 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 q -c "CREATE TABLE crash (id int PRIMARY KEY, v embedding(784))" \
   -c "CREATE INDEX crash_v ON crash USING vs_hnsw (v embedding_l2_ops) $with" -c "CHECKPOINT"
-q -c "DO \$\$ BEGIN FOR i IN 0..9999 LOOP INSERT INTO crash SELECT id, v FROM fm WHERE id = i; COMMIT; END LOOP; END \$\$" >/dev/null 2>&1 &
-writer=$!
-sleep 4
-data=$(psql "$conn" -X -qAt -c "SHOW data_directory")
-pm=$(head -1 "$data/postmaster.pid")
-kill -KILL "$pm" $(pgrep -P "$pm") 2>/dev/null || true
-wait "$writer" || true
-sleep 1
-rm -f "$data/postmaster.pid"
-bash scripts/pgcluster.sh start "$dir" >/dev/null
-conn=$(cat "$dir/conninfo")
-grep -q "database system was interrupted\|was not properly shut down" "$(dirname "$data")/server.log" && echo "index_test: the server went through crash recovery"
+crash_during "DO \$\$ BEGIN FOR i IN 0..9999 LOOP INSERT INTO crash SELECT id, v FROM fm WHERE id = i; COMMIT; END LOOP; END \$\$" 4
 rows=$(q -c "SELECT count(*) FROM crash")
 echo "index_test: $rows rows committed before the kill"
 check "rows survived the crash" t "$(q -c "SELECT $rows > 0")"

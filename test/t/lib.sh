@@ -57,6 +57,52 @@ revive_cluster() {
   return 1
 }
 
+# A streaming replica of the cluster (pg_basebackup), started; $standby is its conninfo.
+# standby_drop stops and removes it (registered to run at exit too).
+PGBIN=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --bindir)
+sdir=${dir}_standby
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -i PATH=/usr/bin:/bin "$@"; else env -i PATH=/usr/bin:/bin "$@"; fi; }
+standby_drop() {
+  [ -f "$sdir/data/postmaster.pid" ] && as_owner "$PGBIN/pg_ctl" -D "$sdir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$sdir"
+}
+standby_start() {
+  standby_drop; on_exit standby_drop
+  mkdir -p "$sdir"; [ "$(id -u)" = 0 ] && chown postgres "$sdir"
+  local phost pport sport
+  read -r phost pport < <(sed -E 's/host=([^ ]+) port=([0-9]+).*/\1 \2/' "$dir/conninfo")
+  as_owner "$PGBIN/pg_basebackup" -h "$phost" -p "$pport" -U postgres -D "$sdir/data" -R -X stream -c fast
+  sport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  as_owner "$PGBIN/pg_ctl" -D "$sdir/data" -l "$sdir/server.log" -w -t 60 start -o "-p $sport -k $sdir -c listen_addresses=''" >/dev/null
+  standby="host=$sdir port=$sport user=postgres dbname=postgres"
+}
+# Waits until the standby has replayed the primary's WAL as it is now.
+standby_catch_up() {
+  local lsn
+  lsn=$(q -c "SELECT pg_current_wal_lsn()")
+  for _ in $(seq 60); do
+    [ "$(psql "$standby" -X -qAt -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && break; sleep 1
+  done
+}
+
+# SIGKILL of every server process while the command in $1 (a background writer) runs for $2
+# seconds, then a restart through WAL recovery; $conn is current again.
+crash_during() {
+  q -c "$1" >/dev/null 2>&1 &
+  local writer=$! data pm
+  sleep "$2"
+  data=$(psql "$conn" -X -qAt -c "SHOW data_directory")
+  pm=$(head -1 "$data/postmaster.pid")
+  kill -KILL "$pm" $(pgrep -P "$pm") 2>/dev/null || true
+  wait "$writer" || true
+  sleep 1
+  rm -f "$data/postmaster.pid"
+  bash scripts/pgcluster.sh start "$dir" >/dev/null
+  conn=$(cat "$dir/conninfo")
+  grep -q "database system was interrupted\|was not properly shut down" "$(dirname "$data")/server.log" && echo "index_test: the server went through crash recovery"
+  return 0
+}
+
 # What a case left behind: tables besides the shared ones, indexes on these, fm's reloptions.
 leftovers() {
   q -c "SELECT string_agg(what, ', ') FROM (
