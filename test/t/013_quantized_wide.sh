@@ -19,14 +19,7 @@ standby_start
 q -c "INSERT INTO wide SELECT id, $widen FROM wide_src s WHERE id >= 300 AND id < 450" \
   -c "DELETE FROM wide WHERE id % 3 = 0" -c "VACUUM wide"
 standby_catch_up
-answers() { psql "$1" -X -qAt -c "SET enable_seqscan = off" -c "
-  SELECT string_agg(ids, ';' ORDER BY t.id) FROM wide_queries t,
-    LATERAL (SELECT string_agg(id::text, ',') ids FROM (SELECT id FROM wide ORDER BY v <-> t.v LIMIT 10) s) a"; }
-primary_answers=$(answers "$conn")
-check "the primary answers 20 queries" 20 "$(echo "$primary_answers" | tr ';' '\n' | grep -c ,)"
-check "the standby's index answers them as the primary's" "$primary_answers" "$(answers "$standby")"
-check "the standby's index holds exactly the primary's rows" t "$(psql "$standby" -X -qAt -c "
-  SELECT (SELECT count(*) FROM unnest(visual_search.vs_hnsw_heap_tids('wide_v'))) = (SELECT count(*) FROM wide)")"
+standby_agrees wide wide_v wide_queries 20
 standby_drop
 
 q -c "CHECKPOINT"

@@ -85,6 +85,20 @@ standby_catch_up() {
   done
 }
 
+# The standby answers as the primary: the top 10 of table $1 for each query of table $3 (id, v)
+# through the index ($4 of them expected), and its index $2 holds exactly the primary's rows.
+standby_agrees() { # table index queries count
+  local answers="SET enable_seqscan = off;
+    SELECT string_agg(ids, ';' ORDER BY t.id) FROM $3 t,
+      LATERAL (SELECT string_agg(id::text, ',') ids FROM (SELECT id FROM $1 ORDER BY v <-> t.v LIMIT 10) s) a" primary
+  check "the standby is in recovery" t "$(psql "$standby" -X -qAt -c "SELECT pg_is_in_recovery()")"
+  primary=$(psql "$conn" -X -qAt -c "$answers")
+  check "the primary answers $4 queries" "$4" "$(echo "$primary" | tr ';' '\n' | grep -c ,)"
+  check "the standby's index answers them as the primary's" "$primary" "$(psql "$standby" -X -qAt -c "$answers")"
+  check "the standby's index holds exactly the primary's rows" t "$(psql "$standby" -X -qAt -c "
+    SELECT (SELECT count(*) FROM unnest(visual_search.vs_hnsw_heap_tids('$2'))) = (SELECT count(*) FROM $1)")"
+}
+
 # SIGKILL of every server process while the command in $1 (a background writer) runs for $2
 # seconds, then a restart through WAL recovery; $conn is current again.
 crash_during() {
