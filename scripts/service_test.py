@@ -119,9 +119,16 @@ with closing(connect()) as c, c.cursor() as cur:
     # A request queued behind a long one: a timeout ends the wait at once, and the service drops it.
     reload(cur, service_max_batch=300, service_batchers=1)
     one(cur, VEC, image("rocket.jpg"))  # the model loaded
-    dropped = stats(cur)["dropped"]
+    dropped, arrived = stats(cur)["dropped"], stats(cur)["images"]
     busy = threading.Thread(target=lambda: one(connect().cursor(), LONG, image("chelsea.png")))
     busy.start()
+    # The long request's 72 MB frame can take longer than a fixed pause to reach the service (a
+    # request sent 0.3 s after it was answered first, in 25-50 ms): wait until the service has
+    # it, then give the batcher time to be inside its 2-second forward pass.
+    for _ in range(200):
+        if stats(cur)["images"] >= arrived + 300:
+            break
+        time.sleep(0.025)
     time.sleep(0.3)
     with closing(connect()) as w, w.cursor() as wc:
         wc.execute("SET statement_timeout = '100ms'")
@@ -129,7 +136,7 @@ with closing(connect()) as c, c.cursor() as cur:
     busy.join()
     time.sleep(0.3)
     check("statement_timeout ends a backend's wait for the service", isinstance(err, psycopg2.errors.QueryCanceled) and s_ < 0.6,
-          f"{s_ * 1000:.0f} ms for a 100 ms timeout")
+          f"{s_ * 1000:.0f} ms for a 100 ms timeout: {err!r:.200}")
     check("the service dropped the abandoned request", stats(cur)["dropped"] > dropped)
 
     # kill -9 of the service process while a backend waits on it.
