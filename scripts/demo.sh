@@ -67,8 +67,19 @@ for f in sql/demo/*.sql; do
   echo; echo "=== $f"
   psql "$conninfo" -X -v ON_ERROR_STOP=1 -v query_image="$host/query.png" -f "$f"
 done
+# A second model for the page, side by side with the shipped one: ImageNet features of every
+# photo (efficientnet-lite0-imagenet, when setup.sh installed it), filled by the drainer in the
+# background: the page answers with it at once, over the products embedded so far.
+web_models=()
+if [ "$(psql_q -tA -c "SELECT count(*) FROM visual_search.models() WHERE name = 'efficientnet-lite0-imagenet' AND weights_present")" = 1 ]; then
+  psql_q -c "SET client_min_messages = warning" -c "ALTER TABLE products ADD COLUMN IF NOT EXISTS embedding_imagenet embedding(1280)" \
+    -c "SELECT visual_search.enable_auto_embed('products', 'image', 'embedding_imagenet', model => 'efficientnet-lite0-imagenet', mode => 'async') AS imagenet_queued" \
+    -c "CREATE INDEX IF NOT EXISTS products_embedding_imagenet_idx ON products USING vs_hnsw (embedding_imagenet embedding_l2_ops)"
+  web_models=(--model efficientnet-lite0-imagenet=embedding_imagenet)
+  echo "[demo] efficientnet-lite0-imagenet embeds the catalogue in the background (SELECT * FROM visual_search.embedding_queues)"
+fi
 echo
 if [ -z "${VS_DEMO_CONNINFO:-}" ]; then
   echo "[demo] cluster running; connect with: psql \"$conninfo\"  (written to $DIR/conninfo; 'make stop' stops it)"
-  echo "[demo] search page: $(bash scripts/web.sh start "$DIR")  (upload a photo or click a product; 'make stop' stops it)"
+  echo "[demo] search page: $(bash scripts/web.sh start "$DIR" "${web_models[@]}")  (upload a photo or click a product; 'make stop' stops it)"
 fi

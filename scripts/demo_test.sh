@@ -27,7 +27,8 @@ grep -A2 'new_arrivals_with_vectors_async' "$dir.log" | grep -qE '^ +500 \| +500
 c=$(cat "$dir/conninfo")
 psql "$c" -X -q -v ON_ERROR_STOP=1 -v img="$PWD/pg_test/data/images/sneaker.png" <<'SQL'
 INSERT INTO products (id, name, category, split, image) VALUES (300000, 'Wake-up', 'Sneaker', 'test', pg_read_binary_file(:'img'));
-SELECT visual_search.wait_for_embeddings('products', '2 minutes') AS woke \gset
+-- behind the page's second model's backlog (efficientnet-lite0-imagenet, 2,000 photos: a minute or two)
+SELECT visual_search.wait_for_embeddings('products', '10 minutes') AS woke \gset
 SELECT 1 / :'woke'::boolean::int AS the_wake_up_row_was_drained;
 SQL
 drainer=$(psql "$c" -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'visual_search auto-embed' ORDER BY backend_start DESC LIMIT 1")

@@ -16,18 +16,20 @@ DECLARE
     t0 timestamptz := clock_timestamp();
 BEGIN
     LOOP
-        SELECT pending, in_progress, failed INTO q FROM visual_search.embedding_queues WHERE tbl = 'products'::regclass;
+        SELECT pending, in_progress, failed INTO q FROM visual_search.embedding_queues
+         WHERE tbl = 'products'::regclass AND embedding_col = 'embedding';
         RAISE NOTICE '% s: % pending, % in progress, % failed', to_char(extract(epoch FROM clock_timestamp() - t0), 'FM990.0'),
             q.pending, q.in_progress, q.failed;
         EXIT WHEN q.pending + q.in_progress = 0 OR clock_timestamp() - t0 > interval '5 minutes';
         PERFORM pg_sleep(0.2);
     END LOOP;
 END $$;
-SELECT visual_search.wait_for_embeddings('products', '5 minutes') AS drained;
+-- (visual_search.wait_for_embeddings('products') waits the same way, for every embedding column
+-- of the table: the page's second model, filled in the background too, may still be busy.)
 SELECT count(*) FILTER (WHERE embedding IS NOT NULL) AS new_arrivals_with_vectors_async, count(*) AS new_arrivals
 FROM products WHERE id >= 200000;
 SELECT pending, in_progress, failed, round(rows_per_s::numeric) AS rows_per_s_last_minute FROM visual_search.embedding_queues
-WHERE tbl = 'products'::regclass;
+WHERE tbl = 'products'::regclass AND embedding_col = 'embedding';
 \echo 'a new arrival finds its twin in the catalogue through the index'
 SELECT id, name, round((embedding <-> (SELECT embedding FROM products WHERE id = 260000))::numeric, 3) AS distance
 FROM products ORDER BY embedding <-> (SELECT embedding FROM products WHERE id = 260000) LIMIT 3;

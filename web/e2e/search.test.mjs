@@ -147,6 +147,27 @@ try {
 
   await searched(() => page.setInputFiles('#file', sneaker));
   check((await results.count()) === 5 && !(await error.isVisible()), 'the page works after the errors', 'sneaker again');
+
+  // With a second model (the demo's efficientnet-lite0-imagenet) the page answers with both,
+  // side by side by default, or with the one chosen.
+  if (await page.locator('#model-choice').isVisible()) {
+    const columns = () => page.locator('#answers .answer').evaluateAll((cols) => cols.map((c) => ({
+      model: c.dataset.model, categories: [...c.querySelectorAll('.card')].map((x) => x.dataset.category),
+      status: c.querySelector('.status').textContent })));
+    const colour = sneaker.replace(/sneaker\.png$/, 'sneaker_colour.jpg');
+    await searched(() => page.selectOption('#n', '10'));
+    await searched(() => page.setInputFiles('#file', colour));
+    const both = await columns();
+    await page.waitForFunction(() => [...document.images].every((i) => i.complete), null, { timeout: 30000 });
+    await page.locator('#answer').screenshot({ path: `${out}/web_side_by_side.png` });
+    check(both.length === 2 && both[1].model === 'efficientnet-lite0-imagenet' && both.every((c) => c.categories.length === 10),
+      'a colour photo is answered by both models side by side',
+      both.map((c) => `${c.model}: ${c.categories.join(', ')}`).join(' | ') + `; screenshot ${out}/web_side_by_side.png`);
+    await searched(() => page.selectOption('#model', 'efficientnet-lite0-imagenet'));
+    const one = await columns();
+    check(one.length === 1 && one[0].model === 'efficientnet-lite0-imagenet' && one[0].categories.length === 10,
+      'a model can be chosen alone', one[0].status);
+  }
 } finally {
   await browser.close();
 }

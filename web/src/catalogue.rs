@@ -30,6 +30,15 @@ pub struct Category {
     pub products: i64,
 }
 
+/// A model the page answers with, and the column that holds its vectors of the products.
+#[derive(Serialize, Clone)]
+pub struct Model {
+    pub name: String,
+    pub column: String,
+    #[serde(skip)]
+    quoted: String,
+}
+
 /// What a search starts from: an uploaded photo or a product already in the catalogue.
 pub enum Query<'a> {
     Photo(&'a [u8]),
@@ -94,16 +103,17 @@ impl From<deadpool_postgres::PoolError> for Failure {
 pub struct Catalogue {
     pool: Pool,
     table: String,
+    /// The default model's `embedding` first, then those of `--model`.
+    models: Vec<Model>,
+}
+
+/// A plain lower-case identifier, as SQL writes it unquoted.
+fn plain(p: &str) -> bool {
+    !p.is_empty() && p.len() < 64 && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && !p.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// `name` or `schema.name` of plain lower-case identifiers, quoted for SQL.
 fn quote_table(table: &str) -> Result<String, String> {
-    let plain = |p: &str| {
-        !p.is_empty()
-            && p.len() < 64
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && !p.starts_with(|c: char| c.is_ascii_digit())
-    };
     let parts: Vec<&str> = table.split('.').collect();
     if parts.len() > 2 || !parts.iter().all(|p| plain(p)) {
         return Err(format!("--table {table:?}: expected name or schema.name in lower case"));
@@ -111,8 +121,17 @@ fn quote_table(table: &str) -> Result<String, String> {
     Ok(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
 }
 
+/// A model of `--model`: its name as image_embed takes it, its column a plain identifier.
+fn model(name: &str, column: &str) -> Result<Model, String> {
+    let named = !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !named || !plain(column) {
+        return Err(format!("--model {name}={column}: expected a model name and a column name in lower case"));
+    }
+    Ok(Model { name: name.into(), column: column.into(), quoted: format!("\"{column}\"") })
+}
+
 impl Catalogue {
-    pub async fn connect(conninfo: &str, table: &str, size: usize) -> Result<Self, String> {
+    pub async fn connect(conninfo: &str, table: &str, size: usize, extra: &[(String, String)]) -> Result<Self, String> {
         let mut config: tokio_postgres::Config = conninfo.parse().map_err(|e| format!("--db: {e}"))?;
         // Custom plans always: a generic plan cannot see the LIMIT and may sort the whole table
         // instead of asking the vs_hnsw index.
@@ -120,12 +139,34 @@ impl Catalogue {
         config.application_name("visual_search_web");
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(size.max(1)).build().map_err(|e| e.to_string())?;
-        let catalogue = Catalogue { pool, table: quote_table(table)? };
-        // Fail at start, not on the first visitor, when the database or table is not there.
+        let mut catalogue = Catalogue { pool, table: quote_table(table)?, models: Vec::new() };
+        // Fail at start, not on the first visitor, when the database, table or a column is not there.
         let client = catalogue.pool.get().await.map_err(|e| Failure::from(e).message)?;
-        let sql = format!("SELECT id, name, category, image, embedding FROM {} LIMIT 0", catalogue.table);
+        // A value of the extension's type loads its library, which defines its settings.
+        let sql = "SELECT '[0]'::embedding IS NOT NULL";
+        client.query_one(sql, &[]).await.map_err(|e| Failure::from(e).message)?;
+        let sql = "SELECT current_setting('visual_search.default_model')";
+        let default: String = client.query_one(sql, &[]).await.map_err(|e| Failure::from(e).message)?.get(0);
+        catalogue.models.push(model(&default, "embedding")?);
+        for (name, column) in extra {
+            catalogue.models.push(model(name, column)?);
+        }
+        let columns: Vec<&str> = catalogue.models.iter().map(|m| m.quoted.as_str()).collect();
+        let sql = format!("SELECT id, name, category, image, {} FROM {} LIMIT 0", columns.join(", "), catalogue.table);
         client.query(&sql, &[]).await.map_err(|e| Failure::from(e).message)?;
         Ok(catalogue)
+    }
+
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+
+    /// The model a search names, or the default.
+    fn model(&self, name: Option<&str>) -> Result<&Model, Failure> {
+        match name {
+            None => Ok(&self.models[0]),
+            Some(n) => self.models.iter().find(|m| m.name == n).ok_or_else(|| Failure::new(Kind::BadInput, format!("this page has no model {n:?}"))),
+        }
     }
 
     pub async fn categories(&self) -> Result<Vec<Category>, Failure> {
@@ -177,31 +218,32 @@ impl Catalogue {
         Ok(row.map(|r| Queue { pending: r.get(0), failed: r.get(1) }).unwrap_or_default())
     }
 
-    /// The `n` products nearest to the query, nearest first. The query vector is a scalar
-    /// subquery, evaluated once, and ORDER BY names the distance column so that the vs_hnsw
-    /// index answers (a product never lists itself).
-    pub async fn similar(&self, query: Query<'_>, category: Option<&str>, n: i64) -> Result<Vec<Product>, Failure> {
+    /// The `n` products nearest to the query by `model`'s vectors, nearest first. The query
+    /// vector is a scalar subquery, evaluated once, and ORDER BY names the distance column so
+    /// that the vs_hnsw index answers (a product never lists itself).
+    pub async fn similar(&self, query: Query<'_>, category: Option<&str>, n: i64, model: Option<&str>) -> Result<Vec<Product>, Failure> {
+        let m = self.model(model)?;
         let client = self.pool.get().await?;
         let filter = "($2::text IS NULL OR category = $2)";
-        let t = &self.table;
+        let (t, e) = (&self.table, &m.quoted);
         let rows = match query {
             Query::Photo(bytes) => {
                 let sql = format!(
-                    "SELECT id::bigint, name, category, embedding <-> (SELECT image_embed($1::bytea)) AS distance
+                    "SELECT id::bigint, name, category, {e} <-> (SELECT image_embed($1::bytea, $4::text)) AS distance
                      FROM {t} WHERE {filter} ORDER BY distance LIMIT $3"
                 );
-                client.query(&sql, &[&bytes, &category, &n]).await?
+                client.query(&sql, &[&bytes, &category, &n, &m.name]).await?
             }
             Query::Product(id) => {
-                let sql = format!("SELECT embedding IS NOT NULL FROM {t} WHERE id = $1::bigint");
+                let sql = format!("SELECT {e} IS NOT NULL FROM {t} WHERE id = $1::bigint");
                 match client.query_opt(&sql, &[&id]).await? {
                     Some(r) if r.get::<_, bool>(0) => {}
-                    Some(_) => return Err(Failure::new(Kind::NotFound, format!("product {id} has no vector yet"))),
+                    Some(_) => return Err(Failure::new(Kind::NotFound, format!("product {id} has no {} vector yet", m.name))),
                     None => return Err(Failure::new(Kind::NotFound, format!("no product {id}"))),
                 }
                 let sql = format!(
                     "SELECT id::bigint, name, category,
-                            embedding <-> (SELECT embedding FROM {t} WHERE id = $1::bigint) AS distance
+                            {e} <-> (SELECT {e} FROM {t} WHERE id = $1::bigint) AS distance
                      FROM {t} WHERE {filter} AND id <> $1::bigint ORDER BY distance LIMIT $3"
                 );
                 client.query(&sql, &[&id, &category, &n]).await?
@@ -225,7 +267,7 @@ fn product(r: &Row) -> Product {
 
 #[cfg(test)]
 mod tests {
-    use super::quote_table;
+    use super::{model, quote_table};
 
     #[test]
     fn table_names_are_plain_identifiers() {
@@ -233,6 +275,14 @@ mod tests {
         assert_eq!(quote_table("shop.items_2").unwrap(), "\"shop\".\"items_2\"");
         for bad in ["", "a.b.c", "Products", "x; DROP TABLE y", "1abc", "a-b"] {
             assert!(quote_table(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn model_columns_are_plain_identifiers() {
+        assert_eq!(model("efficientnet-lite0-imagenet", "embedding_imagenet").unwrap().quoted, "\"embedding_imagenet\"");
+        for (name, column) in [("m", "Embedding"), ("m", "e; DROP TABLE x"), ("a b", "e"), ("", "e"), ("m", "")] {
+            assert!(model(name, column).is_err(), "{name}={column}");
         }
     }
 }

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: visual_search_web --db CONNINFO [--listen 127.0.0.1:8088] [--table products]
-                         [--max-upload-mb 10] [--pool 4]
-The table needs columns id, name, category, image (bytea) and embedding (embedding or halfembedding).";
+                         [--max-upload-mb 10] [--pool 4] [--model NAME=COLUMN ...]
+The table needs columns id, name, category, image (bytea) and embedding (embedding or halfembedding),
+the vectors of visual_search.default_model. Each --model adds a model whose vectors are in COLUMN:
+the page then answers with each, side by side.";
 
 pub struct Options {
     db: String,
@@ -16,6 +18,8 @@ pub struct Options {
     table: String,
     max_upload: usize,
     pool: usize,
+    /// (model, column) beyond the default model's `embedding`.
+    models: Vec<(String, String)>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -25,6 +29,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         table: "products".into(),
         max_upload: 10 << 20,
         pool: 4,
+        models: Vec::new(),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -37,6 +42,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 o.max_upload = mb.clamp(1, 1024) << 20;
             }
             "--pool" => o.pool = value()?.parse().map_err(|e| format!("--pool: {e}"))?,
+            "--model" => {
+                let v = value()?;
+                let (name, column) = v.split_once('=').ok_or_else(|| format!("--model {v:?}: expected NAME=COLUMN"))?;
+                o.models.push((name.to_string(), column.to_string()));
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -63,7 +73,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let catalogue = match catalogue::Catalogue::connect(&opts.db, &opts.table, opts.pool).await {
+    let catalogue = match catalogue::Catalogue::connect(&opts.db, &opts.table, opts.pool, &opts.models).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("visual_search_web: {e}");
@@ -103,6 +113,13 @@ mod tests {
         assert!(parse(args(&["--db", "x", "--listen", "[::1]:9000"])).is_ok());
         let e = parse(args(&["--db", "x", "--listen", "0.0.0.0:9000"])).err().unwrap();
         assert!(e.contains("only loopback"), "{e}");
+    }
+
+    #[test]
+    fn models_beside_the_default() {
+        let o = parse(args(&["--db", "x", "--model", "efficientnet-lite0-imagenet=embedding_imagenet"])).ok().unwrap();
+        assert_eq!(o.models, vec![("efficientnet-lite0-imagenet".to_string(), "embedding_imagenet".to_string())]);
+        assert!(parse(args(&["--db", "x", "--model", "no-column"])).is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn router(catalogue: Catalogue, max_upload: usize) -> Router {
         .route("/api/categories", get(categories))
         .route("/api/products", get(products))
         .route("/api/queue", get(queue))
+        .route("/api/models", get(models))
         .route("/api/similar/{id}", get(similar_to_product))
         .route("/api/search", post(search_by_photo))
         .route("/image/{id}", get(image))
@@ -57,11 +58,16 @@ struct Filter {
     n: Option<i64>,
     /// Listings: the newest products instead of a random sample.
     newest: Option<bool>,
+    /// Searches: the model whose vectors answer (the default model's when absent).
+    model: Option<String>,
 }
 
 impl Filter {
     fn category(&self) -> Option<&str> {
         self.category.as_deref().filter(|c| !c.is_empty())
+    }
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref().filter(|m| !m.is_empty())
     }
     fn n(&self, default: i64) -> i64 {
         self.n.unwrap_or(default).clamp(1, 100)
@@ -76,12 +82,16 @@ async fn products(State(app): Shared, Params(f): Params<Filter>) -> Result<Respo
     Ok(Json(app.catalogue.sample(f.category(), f.n(24), f.newest.unwrap_or(false)).await?).into_response())
 }
 
+async fn models(State(app): Shared) -> Response {
+    Json(app.catalogue.models()).into_response()
+}
+
 async fn queue(State(app): Shared) -> Result<Response, Failure> {
     Ok(Json(app.catalogue.queue().await?).into_response())
 }
 
 async fn similar_to_product(State(app): Shared, Path(id): Path<i64>, Params(f): Params<Filter>) -> Result<Response, Failure> {
-    let found = app.catalogue.similar(Query::Product(id), f.category(), f.n(10)).await?;
+    let found = app.catalogue.similar(Query::Product(id), f.category(), f.n(10), f.model()).await?;
     Ok(Json(found).into_response())
 }
 
@@ -92,7 +102,7 @@ async fn search_by_photo(State(app): Shared, Params(f): Params<Filter>, body: Bo
     if photo.is_empty() {
         return Err(Failure::new(Kind::BadInput, "the upload is empty"));
     }
-    let found = app.catalogue.similar(Query::Photo(&photo), f.category(), f.n(10)).await?;
+    let found = app.catalogue.similar(Query::Photo(&photo), f.category(), f.n(10), f.model()).await?;
     Ok(Json(found).into_response())
 }
 

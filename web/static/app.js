@@ -1,6 +1,8 @@
-// The page's behaviour: every search is one request, answered by one SQL query.
+// The page's behaviour: every search is one request a model, each answered by one SQL query.
 const $ = (id) => document.getElementById(id);
 let query = null; // {photo: File} or {product: {id, name}}
+let models = []; // [{name, column}], the default model first
+const SIDE_BY_SIDE = '*';
 
 function card(p) {
   const li = document.createElement('li');
@@ -45,10 +47,44 @@ async function call(url, options) {
   return body;
 }
 
-function filterParams() {
+function filterParams(model) {
   const params = new URLSearchParams({ n: $('n').value });
   if ($('category').value) params.set('category', $('category').value);
+  if (model) params.set('model', model);
   return params;
+}
+
+// The models a search asks: the one chosen, or all of them side by side. The first column's
+// list and status keep the ids #results and #status.
+function chosenModels() {
+  const choice = $('model').value;
+  return !choice ? [null] : choice === SIDE_BY_SIDE ? models.map((m) => m.name) : [choice];
+}
+
+function answerColumn(model, i) {
+  const div = document.createElement('div');
+  div.className = 'answer';
+  div.dataset.model = model || '';
+  const h3 = document.createElement('h3');
+  h3.textContent = models.length > 1 && model ? model : '';
+  const status = document.createElement('p');
+  status.className = 'status';
+  const ol = document.createElement('ol');
+  ol.className = 'grid results';
+  if (i === 0) { status.id = 'status'; ol.id = 'results'; }
+  div.append(h3, status, ol);
+  return div;
+}
+
+async function ask(q, model, column) {
+  const started = performance.now();
+  const found = q.photo
+    ? await call(`/api/search?${filterParams(model)}`, { method: 'POST', body: q.photo,
+                                                         headers: { 'Content-Type': 'application/octet-stream' } })
+    : await call(`/api/similar/${q.product.id}?${filterParams(model)}`);
+  column.querySelector('ol').replaceChildren(...found.map(card));
+  const ms = Math.round(performance.now() - started);
+  column.querySelector('.status').textContent = `${found.length} most similar products (${ms} ms)`;
 }
 
 async function search(q) {
@@ -64,22 +100,27 @@ async function search(q) {
     img.src = `/image/${q.product.id}`;
     $('query').querySelector('figcaption').textContent = q.product.name;
   }
-  $('status').textContent = 'searching…';
-  $('results').replaceChildren();
+  const asked = chosenModels();
+  const columns = asked.map(answerColumn);
+  for (const c of columns) c.querySelector('.status').textContent = 'searching…';
+  $('answers').replaceChildren(...columns);
   $('answer').hidden = false;
   document.body.dataset.state = 'searching';
-  const started = performance.now();
-  try {
-    const found = q.photo
-      ? await call(`/api/search?${filterParams()}`, { method: 'POST', body: q.photo,
-                                                      headers: { 'Content-Type': 'application/octet-stream' } })
-      : await call(`/api/similar/${q.product.id}?${filterParams()}`);
-    $('results').replaceChildren(...found.map(card));
-    const ms = Math.round(performance.now() - started);
-    $('status').textContent = `${found.length} most similar products (${ms} ms)`;
-  } catch (e) {
+  const outcomes = await Promise.allSettled(asked.map((m, i) => ask(q, m, columns[i])));
+  const failed = outcomes.filter((o) => o.status === 'rejected');
+  if (failed.length === outcomes.length) {
+    // The photo itself was refused (every model says so): one message for the page.
     $('answer').hidden = true;
-    showError(`The search failed: ${e.message}`);
+    showError(`The search failed: ${failed[0].reason.message}`);
+  } else {
+    // A model may lack a product's vector while the others have it: that column says so.
+    outcomes.forEach((o, i) => {
+      if (o.status === 'rejected') {
+        const status = columns[i].querySelector('.status');
+        status.textContent = `no answer: ${o.reason.message}`;
+        status.classList.add('failed');
+      }
+    });
   }
   document.body.dataset.state = 'done';
 }
@@ -115,6 +156,15 @@ async function loadArrivals() {
 
 async function start() {
   try {
+    models = await call('/api/models');
+    if (models.length > 1) {
+      $('model').append(new Option('side by side', SIDE_BY_SIDE), ...models.map((m) => new Option(m.name, m.name)));
+      $('model-choice').hidden = false;
+    }
+  } catch (e) {
+    showError(`The models could not be read: ${e.message}`);
+  }
+  try {
     for (const c of await call('/api/categories')) {
       $('category').append(new Option(`${c.name} (${c.products})`, c.name));
     }
@@ -130,7 +180,7 @@ async function start() {
     drop.classList.remove('over');
     if (e.dataTransfer.files[0]) search({ photo: e.dataTransfer.files[0] });
   });
-  for (const id of ['category', 'n']) $(id).addEventListener('change', () => { if (query) search(query); });
+  for (const id of ['model', 'category', 'n']) $(id).addEventListener('change', () => { if (query) search(query); });
   $('category').addEventListener('change', loadCatalogue);
   $('shuffle').addEventListener('click', loadCatalogue);
   await Promise.all([loadCatalogue(), loadArrivals()]);
