@@ -70,7 +70,11 @@ def manifest(name, sha, pooling, normalize, width=1.0, batch_norm=False, resize=
 
 
 def architecture(state):
-    if "_conv_stem.weight" in state and "_blocks.15._project_conv.weight" in state:
+    if "_conv_stem.weight" in state:
+        # EfficientNet-B0 in the same layout has squeeze-and-excitation (and swish): read as Lite0
+        # it would give wrong features without a word.
+        if any("._se_" in k for k in state) or "_blocks.16._project_conv.weight" in state or "_blocks.15._project_conv.weight" not in state:
+            raise PthError("an EfficientNet other than Lite0 (squeeze-and-excitation, or not 16 blocks): not supported")
         return "efficientnet-lite0"
     if "features.0.weight" in state:
         return "vgg16"

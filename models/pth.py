@@ -4,8 +4,9 @@ torch.save writes a pickle whose tensors point at raw storages kept beside it: i
 (`<root>/data.pkl` and `<root>/data/<key>`, PyTorch 1.6 and later) or, in the legacy format, as
 further records after the pickle in the same file. The unpickler below resolves only the globals
 that rebuild tensors and ordered dicts; any other global (os.system, builtins.eval, a class of
-the file's choosing) is refused before anything is called, so a hostile file can do no more than
-fail. Tensors come back as numpy arrays, checked to lie inside their storage.
+the file's choosing) is refused before anything is called, the reader's own records refuse to have
+their state set, and sizes are checked before bytes are read or copied, so a hostile file can do
+no more than fail. Tensors come back as numpy arrays, checked to lie inside their storage.
 """
 import collections
 import io
@@ -23,24 +24,45 @@ STORAGES = {
 }
 
 
+# A data.pkl larger than this holds more than names and shapes (a 500 MB model's is ~30 KB).
+MAX_PICKLE = 64 << 20
+# Tensors may share a storage (tied weights), never many times over: what the tensors of a file
+# hold together is bounded by this many times what its storages hold, so that a small file cannot
+# ask for gigabytes through thousands of views of one storage.
+MAX_VIEWS = 4
+
+
 class PthError(ValueError):
     pass
 
 
-class _StorageType:
+class _Record:
+    """The reader's own objects: a pickle's BUILD opcode must not set their attributes (it could
+    change what a storage type reads as, or replace a method)."""
+
+    def __setstate__(self, _state):
+        raise PthError("refused: the file sets the state of a tensor or storage record")
+
+
+class _StorageType(_Record):
     def __init__(self, name):
         self.name, self.dtype = name, STORAGES[name]
 
+    def width(self):
+        return 2 if self.dtype == "bf16" else np.dtype(self.dtype).itemsize
 
-class _Storage:
+
+class _Storage(_Record):
     """A storage record: its element type and count from the pickle, its bytes once read."""
 
     def __init__(self, stype, key, numel):
+        if numel < 0:
+            raise PthError(f"storage {key} has {numel} elements")
         self.stype, self.key, self.numel, self.array = stype, key, numel, None
 
     def fill(self, raw):
         dt = self.stype.dtype
-        width = 2 if dt == "bf16" else np.dtype(dt).itemsize
+        width = self.stype.width()
         if len(raw) < self.numel * width:
             raise PthError(f"storage {self.key} holds {len(raw)} bytes, {self.numel} elements of {self.stype.name} need {self.numel * width}")
         raw = raw[:self.numel * width]
@@ -50,7 +72,7 @@ class _Storage:
             self.array = np.frombuffer(raw, dt)
 
 
-class _Tensor:
+class _Tensor(_Record):
     """A tensor as the pickle describes it; its storage's bytes may come after the pickle."""
 
     def __init__(self, storage, offset, size, stride, *_rest):
@@ -63,8 +85,10 @@ class _Tensor:
         size, stride, offset, a = self.size, self.stride, self.offset, self.storage.array
         if a is None:
             raise PthError(f"storage {self.storage.key} is missing from the file")
-        if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
+        if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0 or len(size) > 8:
             raise PthError(f"tensor of size {size} and stride {stride} is malformed")
+        if int(np.prod(size, dtype=object)) > len(a):  # a zero stride repeats elements: no such tensor in a state dict
+            raise PthError(f"tensor of size {size} has more elements than its storage of {len(a)}")
         last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
         if last >= len(a):
             raise PthError(f"tensor of size {size}, stride {stride} at offset {offset} overruns its storage of {len(a)}")
@@ -81,7 +105,6 @@ ALLOWED = {
     ("torch._utils", "_rebuild_tensor_v2"): _Tensor,
     ("torch._utils", "_rebuild_tensor"): _Tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    **{("torch", name): _StorageType(name) for name in STORAGES},
 }
 
 
@@ -91,6 +114,8 @@ class _Unpickler(pickle.Unpickler):
         self._storage = storage
 
     def find_class(self, module, name):
+        if module == "torch" and name in STORAGES:
+            return _StorageType(name)  # a fresh one: nothing a file does to it outlives the file
         try:
             return ALLOWED[(module, name)]
         except KeyError:
@@ -99,6 +124,8 @@ class _Unpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise PthError(f"refused: persistent id {pid!r:.80} is not a tensor storage")
+        if len(pid) > 5 and pid[5] is not None:  # the legacy format's views into a larger storage
+            raise PthError("a storage that is a view of another (legacy view metadata) is not supported")
         return self._storage(pid[1], str(pid[2]), int(pid[4]))
 
 
@@ -108,14 +135,21 @@ def _zip(f):
         if len(pkl) != 1:
             raise PthError("a zip archive without one <root>/data.pkl is not a torch.save file")
         root = pkl[0][: -len("data.pkl")]
+        if z.getinfo(pkl[0]).file_size > MAX_PICKLE:
+            raise PthError(f"{pkl[0]} is larger than {MAX_PICKLE >> 20} MB: not a state dict")
         storages = {}
         obj = _Unpickler(io.BytesIO(z.read(pkl[0])), lambda t, k, n: storages.setdefault(k, _Storage(t, k, n))).load()
         for key, s in storages.items():
             try:
-                s.fill(z.read(f"{root}data/{key}"))
+                info = z.getinfo(f"{root}data/{key}")
             except KeyError:
                 raise PthError(f"storage {key} is missing from the archive") from None
-    return obj
+            # torch.save stores storages uncompressed and whole: anything else could inflate
+            # far beyond the file's size before it is checked.
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != s.numel * s.stype.width():
+                raise PthError(f"storage {key} is {info.file_size} bytes (compression {info.compress_type}), not the {s.numel * s.stype.width()} its tensor needs")
+            s.fill(z.read(info))
+    return obj, storages
 
 
 class _Header(pickle.Unpickler):
@@ -150,16 +184,23 @@ def _legacy(f):
         (numel,) = struct.unpack("<q", head)
         if numel != s.numel:
             raise PthError(f"storage {key} holds {numel} elements, the pickle says {s.numel}")
-        width = 2 if s.stype.dtype == "bf16" else np.dtype(s.stype.dtype).itemsize
-        s.fill(f.read(numel * width))
-    return obj
+        s.fill(f.read(numel * s.stype.width()))
+    return obj, storages
 
 
-def _arrays(obj):
+def _arrays(obj, done=None, budget=None):
+    """The pickle's tensors as arrays, each converted once (a file may name one many times)."""
+    if done is None:
+        done, budget = {}, [0]
     if isinstance(obj, _Tensor):
-        return obj.array()
+        if id(obj) not in done:
+            budget[0] -= int(np.prod(obj.size, dtype=object))
+            if budget[0] < 0:
+                raise PthError(f"the tensors hold more than {MAX_VIEWS} times what the storages do")
+            done[id(obj)] = obj.array()
+        return done[id(obj)]
     if isinstance(obj, dict):
-        return {k: _arrays(v) for k, v in obj.items()}
+        return {k: _arrays(v, done, budget) for k, v in obj.items()}
     return obj
 
 
@@ -170,14 +211,16 @@ def load(path):
         is_zip = zipfile.is_zipfile(f)
         f.seek(0)
         try:
-            obj = _zip(f) if is_zip else _legacy(f)
+            obj, storages = _zip(f) if is_zip else _legacy(f)
+            if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+                obj = obj["state_dict"]
+            total = sum(len(s.array) for s in storages.values() if s.array is not None)
+            obj = _arrays(obj, {}, [MAX_VIEWS * total])
         except PthError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                OverflowError, MemoryError, RecursionError) as e:
             raise PthError(f"{path}: not a readable torch.save file ({type(e).__name__}: {e})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    obj = _arrays(obj)
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items()):
         raise PthError("the file holds no state dict of named tensors")
     return dict(obj)

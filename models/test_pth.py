@@ -192,6 +192,33 @@ class PthTest(unittest.TestCase):
             z.writestr("archive/data.pkl", b"\x80\x02X\x03\x00\x00\x00abcQ.")  # persistent id "abc"
         self.refused(self.path("pid.pth"), "not a tensor storage")
 
+    def test_small_files_cannot_ask_for_much_memory(self):
+        sd, storages, _ = state()
+        sd["conv.weight"] = Tensor(storages[0], 0, (65536, 65536), (0, 0))  # 16 GiB of one element
+        write_zip(self.path("huge.pth"), sd, storages)
+        self.refused(self.path("huge.pth"), "times what the storages do")
+        sd, storages, _ = state()
+        sd["conv.weight"] = Tensor(storages[0], 0, (4, 12), (0, 1))  # the storage 4 times over
+        write_zip(self.path("stride0.pth"), sd, storages)
+        self.refused(self.path("stride0.pth"), "more elements than its storage")
+        sd, storages, _ = state()
+        for i in range(20):  # one storage's bytes named 20 times over
+            sd[f"view{i}"] = Tensor(storages[0], 0, (12,), (1,))
+        write_zip(self.path("views.pth"), sd, storages)
+        self.refused(self.path("views.pth"), "times what the storages do")
+        sd, storages, _ = state()
+        with zipfile.ZipFile(self.path("deflated.pth"), "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("archive/data.pkl", dumps(sd))
+            for st in storages:
+                z.writestr(f"archive/data/{st.key}", st.array.tobytes())
+        self.refused(self.path("deflated.pth"), "compression")
+
+    def test_the_file_cannot_set_the_readers_records(self):
+        with zipfile.ZipFile(self.path("build.pth"), "w") as z:
+            # GLOBAL torch FloatStorage; EMPTY_DICT; 'dtype' '<f2' SETITEM; BUILD; STOP
+            z.writestr("archive/data.pkl", b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x03\x00\x00\x00<f2sb.")
+        self.refused(self.path("build.pth"), "sets the state")
+
     def test_convert_writes_a_model_the_extension_reads(self):
         vgg = {f"features.{i}.{p}": np.ones(s, np.float32) for i, s in ((0, (4, 3, 3, 3)), (2, (4, 4, 3, 3)))
                for p, s in (("weight", s), ("bias", s[:1]))}

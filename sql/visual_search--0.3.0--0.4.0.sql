@@ -258,10 +258,3 @@ SELECT q.tbl, q.embedding_col, q.key, q.sqlstate, q.message, q.attempts, q.faile
   FROM visual_search.embedding_queue q
  WHERE q.failed_at IS NOT NULL AND has_table_privilege(q.tbl, 'SELECT');
 GRANT SELECT ON visual_search.embedding_queues, visual_search.embedding_failures TO PUBLIC;
-
--- models() gains each model's input size, licence and source (a new row type: the old function goes).
-DROP FUNCTION visual_search.models();
-CREATE FUNCTION visual_search.models()
-    RETURNS TABLE (name text, architecture text, input_size integer, dims integer, pooling text, licence text, source text,
-                   weights_present boolean, problem text)
-    AS 'MODULE_PATHNAME', 'list_models_wrapper' LANGUAGE C STABLE STRICT;

@@ -324,7 +324,7 @@ CREATE FUNCTION image_embed(bytea[], text) RETURNS embedding[]
 CREATE FUNCTION visual_search.models()
     RETURNS TABLE (name text, architecture text, input_size integer, dims integer, pooling text, licence text, source text,
                    weights_present boolean, problem text)
-    AS 'MODULE_PATHNAME', 'list_models_wrapper' LANGUAGE C STABLE STRICT;
+    AS 'MODULE_PATHNAME', 'list_models_v5_wrapper' LANGUAGE C STABLE STRICT;
 
 CREATE FUNCTION visual_search.backend_stats()
     RETURNS TABLE (images_embedded bigint, models_loaded integer)

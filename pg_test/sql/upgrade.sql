@@ -14,6 +14,8 @@ SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
 SELECT count(*) AS vs_hnsw_before FROM pg_am WHERE amname = 'vs_hnsw';
 ALTER EXTENSION visual_search UPDATE TO '0.2.0';
 SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
+-- before 0.5.0 models() has six columns: the current library still answers that declaration
+SELECT count(*) > 0 AS models_listed_by_the_old_declaration FROM visual_search.models();
 CREATE TABLE t (v embedding(2), b bit(4));
 INSERT INTO t VALUES ('[1,1]', B'1010'), ('[2,2]', B'0110');
 CREATE INDEX ON t USING vs_hnsw (v embedding_l2_ops);
@@ -22,7 +24,7 @@ SELECT v FROM t ORDER BY v <-> '[2,2.1]' LIMIT 1;
 RESET enable_seqscan;
 -- 0.3.0: Hamming distance moves to the extension's own schema, the plpgsql functions pin
 -- their search_path, the index checks are no longer executable by PUBLIC; 0.4.0: the
--- embedding service's statistics
+-- embedding service's statistics; 0.5.0: models() shows input size, licence and source
 ALTER EXTENSION visual_search UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
 \i :members

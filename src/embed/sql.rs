@@ -150,12 +150,36 @@ fn backend_stats() -> TableIterator<'static, (name!(images_embedded, i64), name!
     TableIterator::once((IMAGES_EMBEDDED.with(|n| n.get()), models))
 }
 
+type ModelRow = (String, Option<String>, Option<i32>, Option<i32>, Option<String>, Option<String>, Option<String>, bool, Option<String>);
+
 /// Installed models: one row per folder of the model directory that holds a manifest. A folder
 /// whose manifest cannot be used has only its name and the problem.
+fn model_rows() -> Vec<ModelRow> {
+    let dir = model_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().filter(|e| e.path().join("manifest.json").is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    let known = |s: String| (!s.is_empty()).then_some(s);
+    names
+        .into_iter()
+        .map(|n| match Manifest::load(&dir, &n) {
+            Ok((m, w)) => {
+                let present = w.is_file();
+                let pooling = format!("{:?}", m.output.pooling).to_lowercase();
+                let side = m.input.crop.or(m.input.resize).map(|s| s as i32);
+                (n, Some(m.architecture), side, Some(m.dims as i32), Some(pooling), known(m.licence), known(m.source), present, None)
+            }
+            Err(e) => (n, None, None, None, None, None, None, false, Some(e.to_string())),
+        })
+        .collect()
+}
+
+/// visual_search.models() since 0.5.0.
 // pgrx names a table function's columns in its return type: the tuple cannot be an alias.
 #[allow(clippy::type_complexity)]
 #[pg_extern(sql = false)]
-fn list_models() -> TableIterator<
+fn list_models_v5() -> TableIterator<
     'static,
     (
         name!(name, String),
@@ -169,23 +193,24 @@ fn list_models() -> TableIterator<
         name!(problem, Option<String>),
     ),
 > {
-    let dir = model_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().filter(|e| e.path().join("manifest.json").is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    names.sort();
-    let known = |s: String| (!s.is_empty()).then_some(s);
-    let rows: Vec<_> = names
-        .into_iter()
-        .map(|n| match Manifest::load(&dir, &n) {
-            Ok((m, w)) => {
-                let present = w.is_file();
-                let pooling = format!("{:?}", m.output.pooling).to_lowercase();
-                let side = m.input.crop.or(m.input.resize).map(|s| s as i32);
-                (n, Some(m.architecture), side, Some(m.dims as i32), Some(pooling), known(m.licence), known(m.source), present, None)
-            }
-            Err(e) => (n, None, None, None, None, None, None, false, Some(e.to_string())),
-        })
-        .collect();
-    TableIterator::new(rows)
+    TableIterator::new(model_rows())
+}
+
+/// visual_search.models() as 0.4.0 and earlier declare it (six columns): a database whose
+/// extension is not updated yet still calls this symbol, and a row of another shape would be
+/// read as the wrong types (a crash).
+#[allow(clippy::type_complexity)]
+#[pg_extern(sql = false)]
+fn list_models() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(architecture, Option<String>),
+        name!(dims, Option<i32>),
+        name!(pooling, Option<String>),
+        name!(weights_present, bool),
+        name!(problem, Option<String>),
+    ),
+> {
+    TableIterator::new(model_rows().into_iter().map(|(n, a, _, d, p, _, _, w, e)| (n, a, d, p, w, e)))
 }

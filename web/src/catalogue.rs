@@ -147,9 +147,13 @@ impl Catalogue {
         client.query_one(sql, &[]).await.map_err(|e| Failure::from(e).message)?;
         let sql = "SELECT current_setting('visual_search.default_model')";
         let default: String = client.query_one(sql, &[]).await.map_err(|e| Failure::from(e).message)?.get(0);
-        catalogue.models.push(model(&default, "embedding")?);
+        catalogue.models.push(model(&default, "embedding").map_err(|_| format!("visual_search.default_model {default:?} is not a model name"))?);
         for (name, column) in extra {
-            catalogue.models.push(model(name, column)?);
+            let m = model(name, column)?;
+            if catalogue.models.iter().any(|o| o.name == m.name || o.column == m.column) {
+                return Err(format!("--model {name}={column}: that model or column is on the page already"));
+            }
+            catalogue.models.push(m);
         }
         let columns: Vec<&str> = catalogue.models.iter().map(|m| m.quoted.as_str()).collect();
         let sql = format!("SELECT id, name, category, image, {} FROM {} LIMIT 0", columns.join(", "), catalogue.table);
