@@ -93,7 +93,7 @@ bench-ann: install
 	bash bench/ann.sh all
 
 # vs_hnsw WITH (quantize = on) at 25,088 dimensions: Fashion-MNIST projected, 60,000 rows, 1,000
-# queries, against the exact scan and pgvector (issue #18, point 3; about 16 minutes, 11 GB of disk).
+# queries, against the exact scan and pgvector (issue #18, point 3; 8-16 minutes, 11 GB of disk).
 bench-quantized-25k: install
 	bash bench/quantized_25k.sh
 
