@@ -109,9 +109,11 @@ ALLOWED = {
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, f, storage):
+    """The pickle of a state dict; `storages` collects the storage records it names, by key."""
+
+    def __init__(self, f):
         super().__init__(f)
-        self._storage = storage
+        self.storages = {}
 
     def find_class(self, module, name):
         if module == "torch" and name in STORAGES:
@@ -126,7 +128,8 @@ class _Unpickler(pickle.Unpickler):
             raise PthError(f"refused: persistent id {pid!r:.80} is not a tensor storage")
         if len(pid) > 5 and pid[5] is not None:  # the legacy format's views into a larger storage
             raise PthError("a storage that is a view of another (legacy view metadata) is not supported")
-        return self._storage(pid[1], str(pid[2]), int(pid[4]))
+        key = str(pid[2])
+        return self.storages.setdefault(key, _Storage(pid[1], key, int(pid[4])))
 
 
 def _zip(f):
@@ -137,8 +140,8 @@ def _zip(f):
         root = pkl[0][: -len("data.pkl")]
         if z.getinfo(pkl[0]).file_size > MAX_PICKLE:
             raise PthError(f"{pkl[0]} is larger than {MAX_PICKLE >> 20} MB: not a state dict")
-        storages = {}
-        obj = _Unpickler(io.BytesIO(z.read(pkl[0])), lambda t, k, n: storages.setdefault(k, _Storage(t, k, n))).load()
+        u = _Unpickler(io.BytesIO(z.read(pkl[0])))
+        obj, storages = u.load(), u.storages
         for key, s in storages.items():
             try:
                 info = z.getinfo(f"{root}data/{key}")
@@ -161,18 +164,14 @@ class _Header(pickle.Unpickler):
 
 def _legacy(f):
     # A fresh unpickler for each record: one keeps its own read-ahead of the file.
-    try:
-        magic = _Header(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise PthError(f"not a torch.save file: {e}") from None
-    if magic != LEGACY_MAGIC:
+    if _Header(f).load() != LEGACY_MAGIC:
         raise PthError("not a torch.save file (neither a zip archive nor the legacy magic number)")
     _Header(f).load()  # protocol version
     info = _Header(f).load()
     if isinstance(info, dict) and info.get("little_endian") is False:
         raise PthError("a big-endian legacy file is not supported")
-    storages = {}
-    obj = _Unpickler(f, lambda t, k, n: storages.setdefault(k, _Storage(t, k, n))).load()
+    u = _Unpickler(f)
+    obj, storages = u.load(), u.storages
     keys = _Header(f).load()
     if not isinstance(keys, list):
         raise PthError("legacy file without its list of storage keys")
@@ -188,10 +187,9 @@ def _legacy(f):
     return obj, storages
 
 
-def _arrays(obj, done=None, budget=None):
-    """The pickle's tensors as arrays, each converted once (a file may name one many times)."""
-    if done is None:
-        done, budget = {}, [0]
+def _arrays(obj, done, budget):
+    """The pickle's tensors as arrays, each converted once (a file may name one many times);
+    `budget` is a one-element list of the elements they may still hold."""
     if isinstance(obj, _Tensor):
         if id(obj) not in done:
             budget[0] -= int(np.prod(obj.size, dtype=object))

@@ -24,15 +24,15 @@ def main(out, name="vgg16-flatten-96"):
     rng = np.random.default_rng(25088)
     tensors, c_in, i = {}, 3, 0
     for c in CFG:  # torchvision numbers every layer: conv, ReLU, ..., max pool
-        i += 1 if c == "M" else 2
         if c == "M":
+            i += 1
             continue
         # He initialisation, as torchvision's kaiming_normal_(fan_out): activations keep their scale
         # through 13 layers instead of vanishing, so the vectors tell images apart.
         std = np.sqrt(2.0 / (c * 9))
-        tensors[f"features.{i - 2}.weight"] = (rng.standard_normal((c, c_in, 3, 3)) * std).astype(np.float32)
-        tensors[f"features.{i - 2}.bias"] = np.zeros(c, np.float32)
-        c_in = c
+        tensors[f"features.{i}.weight"] = (rng.standard_normal((c, c_in, 3, 3)) * std).astype(np.float32)
+        tensors[f"features.{i}.bias"] = np.zeros(c, np.float32)
+        c_in, i = c, i + 2
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     sha = write_safetensors(os.path.join(d, "weights.safetensors"), tensors)

@@ -123,8 +123,7 @@ fn quote_table(table: &str) -> Result<String, String> {
 
 /// A model of `--model`: its name as image_embed takes it, its column a plain identifier.
 fn model(name: &str, column: &str) -> Result<Model, String> {
-    let named = !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !named || !plain(column) {
+    if !vs_engine_api::manifest::valid_name(name) || !plain(column) {
         return Err(format!("--model {name}={column}: expected a model name and a column name in lower case"));
     }
     Ok(Model { name: name.into(), column: column.into(), quoted: format!("\"{column}\"") })

@@ -7,6 +7,7 @@
 //! that check its ImageNet classes.
 
 use super::conv::{Conv, Layer};
+use super::manifest::LITE0_HEAD;
 use tch::{nn, Tensor};
 
 /// (repeats, kernel, stride of the first block, expansion, channels in, channels out) of each
@@ -20,8 +21,7 @@ const STAGES: [(usize, i64, i64, i64, i64, i64); 7] = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ];
-pub const STEM: i64 = 32;
-pub const HEAD: i64 = 1280;
+const STEM: i64 = 32;
 
 #[derive(Debug)]
 struct ConvBn {
@@ -90,6 +90,7 @@ pub fn layers(p: &nn::Path) -> Vec<Layer> {
             n += 1;
         }
     }
-    out.push(Layer(Box::new(ConvBn::new(p, "_conv_head", "_bn1", 320, HEAD, 1, 1, 1, true))));
+    let last = STAGES[STAGES.len() - 1].5;
+    out.push(Layer(Box::new(ConvBn::new(p, "_conv_head", "_bn1", last, LITE0_HEAD, 1, 1, 1, true))));
     out
 }

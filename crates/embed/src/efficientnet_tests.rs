@@ -7,7 +7,7 @@
 use super::golden_tests::{data, image, rel_err, LIM};
 use super::manifest::{Manifest, Pooling};
 use super::model::Model;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 const NAME: &str = "efficientnet-lite0-imagenet";
@@ -16,10 +16,15 @@ fn golden() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(data().join("golden_efficientnet.json")).unwrap()).unwrap()
 }
 
+/// The installed model's manifest and weights file.
+fn installed() -> (Manifest, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    Manifest::load(&dir, NAME).unwrap_or_else(|e| panic!("{e}: scripts/setup.sh installs {NAME}"))
+}
+
 /// The installed model with its input changed by `adjust`, and its classifier (weight, bias).
 fn model(adjust: impl Fn(&mut Manifest)) -> (Model, Tensor, Tensor) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    let (mut m, w) = Manifest::load(&dir, NAME).unwrap_or_else(|e| panic!("{e}: scripts/setup.sh installs {NAME}"));
+    let (mut m, w) = installed();
     adjust(&mut m);
     let file = std::fs::read(&w).unwrap();
     let st = safetensors::SafeTensors::deserialize(&file).unwrap();
@@ -97,8 +102,7 @@ fn cuda_gives_the_cpu_features() {
         eprintln!("SKIP cuda_gives_the_cpu_features: libtorch sees no CUDA device on this machine");
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    let (m, w) = Manifest::load(&dir, NAME).unwrap();
+    let (m, w) = installed();
     let photos = [image("chelsea.png"), image("coffee.jpg"), image("motorcycle.jpg")];
     let refs: Vec<&[u8]> = photos.iter().map(|v| v.as_slice()).collect();
     let run = |device, half| super::embed_images(&Model::load(m.clone(), &w, device, half).unwrap(), &refs, &LIM, 1).unwrap();

@@ -133,6 +133,9 @@ impl std::fmt::Display for ModelError {
     }
 }
 
+/// Channels of EfficientNet-Lite0's head, the map its vectors are pooled from.
+pub const LITE0_HEAD: i64 = 1280;
+
 /// VGG16's conv layers ("D" configuration); 0 marks a 2×2 max pool.
 pub const VGG16: [i64; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
 
@@ -167,7 +170,7 @@ impl Manifest {
     pub fn last_channels(&self) -> i64 {
         match self.arch() {
             Architecture::Vgg16 => scaled(512, self.width),
-            Architecture::EfficientNetLite0 => 1280,
+            Architecture::EfficientNetLite0 => LITE0_HEAD,
         }
     }
 
