@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-async-embed bench-quality bench-quantized-25k train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test parity-test parity-pgvector demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-async-embed bench-quality bench-quantized-25k bench-iterative train-fashion clean
 
 all: build
 
@@ -69,7 +69,15 @@ service-test: install
 async-embed-test: install
 	bash scripts/async_embed_test.sh
 
-test: lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test demo-test
+# pgvector 0.8.6's own regression statements, translated, against its recorded answers.
+parity-test: install
+	bash scripts/parity_test.sh
+
+# Needs pgvector's source (PGVECTOR_SRC): records its answers anew, and moves a table from it.
+parity-pgvector: install
+	bash scripts/parity_pgvector.sh
+
+test: lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test parity-test demo-test
 
 demo: install web
 	bash scripts/demo.sh
@@ -94,6 +102,10 @@ bench-ann: install
 
 # vs_hnsw WITH (quantize = on) at 25,088 dimensions: Fashion-MNIST projected, 60,000 rows, 1,000
 # queries, against the exact scan and pgvector (issue #18, point 3; 8-16 minutes, 11 GB of disk).
+# Filtered queries under off / relaxed_order / strict_order, beside pgvector (a few minutes).
+bench-iterative: install
+	bash bench/iterative.sh
+
 bench-quantized-25k: install
 	bash bench/quantized_25k.sh
 

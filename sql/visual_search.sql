@@ -35,7 +35,11 @@ CREATE TYPE embedding (
     SEND = embedding_send,
     INTERNALLENGTH = VARIABLE,
     ALIGNMENT = int4,
-    STORAGE = external
+    STORAGE = external,
+    -- A category of their own in which embedding is preferred: an untyped literal given to a
+    -- function both types have (vector_norm('[3,4]')) is an embedding, as in pgvector.
+    CATEGORY = 'Q',
+    PREFERRED = true
 );
 
 -- typmod and array casts
@@ -86,6 +90,12 @@ CREATE FUNCTION l2_normalize(embedding) RETURNS embedding
     AS 'MODULE_PATHNAME', 'embedding_l2_normalize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION binary_quantize(embedding) RETURNS bit
     AS 'MODULE_PATHNAME', 'embedding_binary_quantize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l2_norm(embedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'embedding_norm_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION subvector(embedding, integer, integer) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_subvector_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_concat(embedding, embedding) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embedding_concat_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION embedding_add(embedding, embedding) RETURNS embedding
     AS 'MODULE_PATHNAME', 'embedding_add_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -130,6 +140,7 @@ CREATE OPERATOR <-> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = l2_di
 CREATE OPERATOR <#> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_negative_inner_product, COMMUTATOR = '<#>');
 CREATE OPERATOR <=> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = cosine_distance, COMMUTATOR = '<=>');
 CREATE OPERATOR <+> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = l1_distance, COMMUTATOR = '<+>');
+CREATE OPERATOR || (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_concat);
 CREATE OPERATOR + (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_add, COMMUTATOR = +);
 CREATE OPERATOR - (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_sub);
 CREATE OPERATOR * (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_mul, COMMUTATOR = *);
@@ -172,7 +183,8 @@ CREATE TYPE halfembedding (
     SEND = halfembedding_send,
     INTERNALLENGTH = VARIABLE,
     ALIGNMENT = int4,
-    STORAGE = external
+    STORAGE = external,
+    CATEGORY = 'Q'
 );
 
 -- typmod and array casts
@@ -223,6 +235,12 @@ CREATE FUNCTION l2_normalize(halfembedding) RETURNS halfembedding
     AS 'MODULE_PATHNAME', 'halfembedding_l2_normalize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION binary_quantize(halfembedding) RETURNS bit
     AS 'MODULE_PATHNAME', 'halfembedding_binary_quantize_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION l2_norm(halfembedding) RETURNS float8
+    AS 'MODULE_PATHNAME', 'halfembedding_norm_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION subvector(halfembedding, integer, integer) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_subvector_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION halfembedding_concat(halfembedding, halfembedding) RETURNS halfembedding
+    AS 'MODULE_PATHNAME', 'halfembedding_concat_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION halfembedding_add(halfembedding, halfembedding) RETURNS halfembedding
     AS 'MODULE_PATHNAME', 'halfembedding_add_wrapper' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -267,6 +285,7 @@ CREATE OPERATOR <-> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION
 CREATE OPERATOR <#> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_negative_inner_product, COMMUTATOR = '<#>');
 CREATE OPERATOR <=> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = cosine_distance, COMMUTATOR = '<=>');
 CREATE OPERATOR <+> (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = l1_distance, COMMUTATOR = '<+>');
+CREATE OPERATOR || (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_concat);
 CREATE OPERATOR + (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_add, COMMUTATOR = +);
 CREATE OPERATOR - (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_sub);
 CREATE OPERATOR * (LEFTARG = halfembedding, RIGHTARG = halfembedding, FUNCTION = halfembedding_mul, COMMUTATOR = *);
@@ -379,6 +398,16 @@ CREATE OPERATOR CLASS halfembedding_ip_ops FOR TYPE halfembedding USING vs_hnsw 
 CREATE OPERATOR CLASS halfembedding_cosine_ops FOR TYPE halfembedding USING vs_hnsw AS
     OPERATOR 1 <=> (halfembedding, halfembedding) FOR ORDER BY float_ops,
     FUNCTION 1 vs_hnsw_half_cosine_support(internal);
+CREATE FUNCTION vs_hnsw_l1_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_l1_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vs_hnsw_half_l1_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'vs_hnsw_half_l1_support' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR CLASS embedding_l1_ops FOR TYPE embedding USING vs_hnsw AS
+    OPERATOR 1 <+> (embedding, embedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_l1_support(internal);
+CREATE OPERATOR CLASS halfembedding_l1_ops FOR TYPE halfembedding USING vs_hnsw AS
+    OPERATOR 1 <+> (halfembedding, halfembedding) FOR ORDER BY float_ops,
+    FUNCTION 1 vs_hnsw_half_l1_support(internal);
 
 -- Integrity checks (as amcheck for B-trees): the heap rows an index holds, and how many of its
 -- live elements a search cannot reach.
@@ -739,3 +768,44 @@ SELECT q.tbl, q.embedding_col, q.key, q.sqlstate, q.message, q.attempts, q.faile
   FROM visual_search.embedding_queue q
  WHERE q.failed_at IS NOT NULL AND has_table_privilege(q.tbl, 'SELECT');
 GRANT SELECT ON visual_search.embedding_queues, visual_search.embedding_failures TO PUBLIC;
+
+-- Moving from pgvector (0.6.0): casts between pgvector's types and ours, whose binary layouts are
+-- the same (a dimension count, an unused int16, then the elements), so no function converts;
+-- the target type's typmod cast checks the dimensions. Created on request only because they name
+-- pgvector's types; members of this extension so that DROP EXTENSION visual_search takes them.
+-- pgvector_casts(false) drops them again, before DROP EXTENSION vector.
+CREATE FUNCTION visual_search.pgvector_casts(enable boolean DEFAULT true) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    theirs name;
+    ours name;
+    pair text[];
+    n integer := 0;
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'only a superuser may create or drop casts between pgvector''s types and visual_search''s'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT n.nspname INTO theirs FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector';
+    IF theirs IS NULL THEN
+        RAISE EXCEPTION 'pgvector (extension "vector") is not installed in this database'
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT n.nspname INTO ours FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'visual_search';
+    FOREACH pair SLICE 1 IN ARRAY ARRAY[[format('%I.vector', theirs), format('%I.embedding', ours)],
+                                        [format('%I.embedding', ours), format('%I.vector', theirs)],
+                                        [format('%I.halfvec', theirs), format('%I.halfembedding', ours)],
+                                        [format('%I.halfembedding', ours), format('%I.halfvec', theirs)]] LOOP
+        IF enable AND NOT EXISTS (SELECT FROM pg_cast WHERE castsource = pair[1]::regtype AND casttarget = pair[2]::regtype) THEN
+            EXECUTE format('CREATE CAST (%s AS %s) WITHOUT FUNCTION AS ASSIGNMENT', pair[1], pair[2]);
+            EXECUTE format('ALTER EXTENSION visual_search ADD CAST (%s AS %s)', pair[1], pair[2]);
+            n := n + 1;
+        ELSIF NOT enable AND EXISTS (SELECT FROM pg_cast WHERE castsource = pair[1]::regtype AND casttarget = pair[2]::regtype) THEN
+            EXECUTE format('ALTER EXTENSION visual_search DROP CAST (%s AS %s)', pair[1], pair[2]);
+            EXECUTE format('DROP CAST (%s AS %s)', pair[1], pair[2]);
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END $$;
+REVOKE EXECUTE ON FUNCTION visual_search.pgvector_casts(boolean) FROM PUBLIC;

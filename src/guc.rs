@@ -1,6 +1,7 @@
 //! Settings (GUCs) of the extension.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
 use pgrx::PostgresGucEnum;
 use std::ffi::CString;
 
@@ -13,6 +14,23 @@ pub enum EmbedIn {
     /// In the calling backend, which opens the engine library (libtorch) itself.
     #[name = c"backend"]
     Backend,
+}
+
+/// How a vs_hnsw scan goes on past ef_search (pgvector's hnsw.iterative_scan, by its names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PostgresGucEnum)]
+pub enum IterativeScan {
+    #[name = c"off"]
+    Off,
+    /// Rows a wider beam finds nearer than rows already returned are returned too.
+    #[name = c"relaxed_order"]
+    RelaxedOrder,
+    /// Distances never decrease: such rows are skipped.
+    #[name = c"strict_order"]
+    StrictOrder,
+    /// Before 0.6.0 the setting was a boolean: `on` was relaxed_order.
+    #[name = c"on"]
+    #[hidden = true]
+    On,
 }
 
 /// Superuser only: in a backend, a role's images would run with the backend's own model copy,
@@ -52,7 +70,10 @@ pub static MAX_IMAGES_PER_CALL: GucSetting<i32> = GucSetting::<i32>::new(10_000)
 
 /// vs_hnsw: the beam of a search, and how far an iterative scan may go for filtered queries.
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
-pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// relaxed_order, not pgvector's off: a filtered query then returns its LIMIT rows when they
+/// exist, as vs_hnsw always did.
+pub static ITERATIVE_SCAN: GucSetting<IterativeScan> = GucSetting::<IterativeScan>::new(IterativeScan::RelaxedOrder);
+pub static SCAN_MEM_MULTIPLIER: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(0);
 
@@ -115,11 +136,21 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    GucRegistry::define_bool_guc(
+    GucRegistry::define_enum_guc(
         c"vs_hnsw.iterative_scan",
-        c"Lets a vs_hnsw scan go on past ef_search when a WHERE clause filters rows out.",
-        c"",
+        c"Lets a vs_hnsw scan go on past ef_search when a WHERE clause filters rows out: off, relaxed_order or strict_order.",
+        c"strict_order skips rows a wider beam finds nearer than rows already returned, so that distances never decrease.",
         &ITERATIVE_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"vs_hnsw.scan_mem_multiplier",
+        c"Memory an iterative vs_hnsw scan may hold, as a multiple of work_mem, before it stops.",
+        c"",
+        &SCAN_MEM_MULTIPLIER,
+        1.0,
+        1000.0,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -270,4 +301,9 @@ pub fn image_limits() -> (usize, u64) {
     let bytes = MAX_IMAGE_BYTES.get().min(MAX_IMAGE_BYTES_CEILING.get());
     let pixels = MAX_IMAGE_PIXELS.get().min(MAX_IMAGE_PIXELS_CEILING.get());
     (bytes as usize, pixels as u64)
+}
+
+/// work_mem in bytes.
+pub fn work_mem_bytes() -> usize {
+    unsafe { pg_sys::work_mem as usize * 1024 }
 }

@@ -310,3 +310,6 @@ RESET client_min_messages;
 SELECT B'1010' <~> B'0110' AS pgvectors, B'1010' OPERATOR(visual_search.<~>) B'0110' AS ours;
 \c :regress_db
 DROP DATABASE vs_pgvector_second;
+-- Casts to and from pgvector's types are made on request, and only where pgvector is installed
+-- (test/parity/beside_pgvector.py makes and uses them beside pgvector).
+SELECT outcome($$SELECT visual_search.pgvector_casts()$$);

@@ -24,13 +24,15 @@ SELECT v FROM t ORDER BY v <-> '[2,2.1]' LIMIT 1;
 RESET enable_seqscan;
 -- 0.3.0: Hamming distance moves to the extension's own schema, the plpgsql functions pin
 -- their search_path, the index checks are no longer executable by PUBLIC; 0.4.0: the
--- embedding service's statistics; 0.5.0: models() shows input size, licence and source
+-- embedding service's statistics; 0.5.0: models() shows input size, licence and source; 0.6.0:
+-- pgvector's ||, subvector, l2_norm and L1 opclass, the types' category, pgvector_casts()
 ALTER EXTENSION visual_search UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
 \i :members
 SELECT n = :fresh_objects AS same_objects_as_a_fresh_install, digest = :'fresh_digest' AS same_definitions
 FROM pg_temp.members();
--- what was there keeps working
+-- what was there keeps working, and an untyped literal resolves as in a fresh install
+SELECT vector_norm('[3,4]') AS untyped_norm;
 SET enable_seqscan = off;
 SELECT v FROM t ORDER BY v <-> '[2,2.1]' LIMIT 1;
 RESET enable_seqscan;

@@ -19,7 +19,8 @@ SELECT outcome('CREATE INDEX ON hn_items USING vs_hnsw (e, h)');
 -- products of vectors of unequal norms are no metric, and need a wider beam (100) for it.
 SELECT col, op, index_recall('hn_items', 'hn_queries', col, op, opclass, 'm = 8, ef_construction = 32', ef) >= 0.95 AS recall_ok
 FROM (VALUES ('e', '<->', 'embedding_l2_ops', 40), ('e', '<#>', 'embedding_ip_ops', 100), ('e', '<=>', 'embedding_cosine_ops', 40),
-             ('h', '<->', 'halfembedding_l2_ops', 40), ('h', '<#>', 'halfembedding_ip_ops', 100), ('h', '<=>', 'halfembedding_cosine_ops', 40)) t(col, op, opclass, ef);
+             ('h', '<->', 'halfembedding_l2_ops', 40), ('h', '<#>', 'halfembedding_ip_ops', 100), ('h', '<=>', 'halfembedding_cosine_ops', 40),
+             ('e', '<+>', 'embedding_l1_ops', 40), ('h', '<+>', 'halfembedding_l1_ops', 40)) t(col, op, opclass, ef);
 RESET vs_hnsw.ef_search;
 
 -- The planner uses the index for ORDER BY <its operator> LIMIT, and not otherwise.
@@ -55,6 +56,18 @@ RESET vs_hnsw.iterative_scan;
 SET vs_hnsw.max_scan_tuples = 30;
 SELECT count(*) < 10 AS bounded FROM (SELECT id FROM hn_items WHERE id % 100 = 0 ORDER BY e <-> '[1,0,1,0,1,0,1,0]' LIMIT 10) s;
 RESET vs_hnsw.max_scan_tuples;
+-- pgvector's names for the modes: strict_order never returns a row nearer than one before it
+-- (rows a wider beam finds nearer are skipped), relaxed_order (the default) returns them too;
+-- `on`, the boolean of earlier versions, is relaxed_order.
+SET vs_hnsw.iterative_scan = strict_order;
+SELECT count(*) > 0 AS strict_rows, bool_and(d >= prev) AS strict_ordered FROM (
+  SELECT d, lag(d, 1, 0::float8) OVER () prev FROM (SELECT e <-> '[1,0,1,0,1,0,1,0]' d FROM hn_items WHERE id % 100 = 0 ORDER BY e <-> '[1,0,1,0,1,0,1,0]' LIMIT 10) s) t;
+SET vs_hnsw.iterative_scan = relaxed_order;
+SELECT count(*) AS relaxed_rows FROM (SELECT id FROM hn_items WHERE id % 100 = 0 ORDER BY e <-> '[1,0,1,0,1,0,1,0]' LIMIT 10) s;
+SET vs_hnsw.iterative_scan = on;
+SHOW vs_hnsw.iterative_scan;
+SELECT outcome($$SET vs_hnsw.iterative_scan = sideways$$);
+RESET vs_hnsw.iterative_scan;
 RESET vs_hnsw.ef_search;
 
 -- NULL vectors and (for cosine) zero vectors are not indexed; every other row is.
@@ -90,6 +103,26 @@ SET client_min_messages = warning;
 RESET maintenance_work_mem;
 SELECT count(*) >= 90 AS found_itself FROM (SELECT id, (SELECT b2.id FROM hn_big b2 ORDER BY b2.e <-> b.e LIMIT 1) nn FROM hn_big b WHERE id % 60 = 0) s WHERE nn = id;
 SELECT visual_search.vs_hnsw_unreachable('hn_big_e') <= 60 AS reachable;
+-- An iterative scan that no row passes stops when a round held more than scan_mem_multiplier ×
+-- work_mem (at 64 kB after 320 of the 6,000 rows, measured), else when it has seen the graph.
+CREATE FUNCTION pg_temp.filtered_out(q text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE line text; n bigint := 0;
+BEGIN
+  -- The index scan's line is the last (the InitPlan's comes first).
+  FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+    IF line ~ 'Rows Removed by Filter' THEN n := substring(line from '(\d+)')::bigint; END IF;
+  END LOOP;
+  RETURN n;
+END $$;
+SET enable_seqscan = off;
+SET work_mem = '64kB';
+SELECT pg_temp.filtered_out($$SELECT id FROM hn_big WHERE id < 0 ORDER BY e <-> (SELECT e FROM hn_big WHERE id = 1) LIMIT 10$$) < 3000 AS bounded_by_memory;
+SET vs_hnsw.scan_mem_multiplier = 1000;
+SELECT pg_temp.filtered_out($$SELECT id FROM hn_big WHERE id < 0 ORDER BY e <-> (SELECT e FROM hn_big WHERE id = 1) LIMIT 10$$) >= 5900 AS whole_graph_with_more_memory;
+SELECT outcome($$SET vs_hnsw.scan_mem_multiplier = 0.5$$);
+RESET vs_hnsw.scan_mem_multiplier;
+RESET work_mem;
+RESET enable_seqscan;
 
 -- VACUUM after deleting half the rows: no deleted row comes back, the rest are still found.
 DELETE FROM hn_items WHERE id % 2 = 0;

@@ -20,6 +20,7 @@ pub fn raise(e: VecError, type_name: &str, input: Option<&str>) -> ! {
         VecError::DimMismatch(a, b) => (ERRCODE_DATA_EXCEPTION, format!("different {type_name} dimensions {a} and {b}")),
         VecError::TypmodMismatch(want, got) => (ERRCODE_DATA_EXCEPTION, format!("expected {want} dimensions, not {got}")),
         VecError::Overflow => (ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: overflow".to_string()),
+        VecError::Underflow => (ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: underflow".to_string()),
         VecError::NullElement => (ERRCODE_NULL_VALUE_NOT_ALLOWED, "array must not contain nulls".to_string()),
         VecError::NotOneDimensional => (ERRCODE_DATA_EXCEPTION, "array must be 1-D".to_string()),
     };

@@ -114,4 +114,6 @@ support! {
     vs_hnsw_half_l2_support pg_finfo_vs_hnsw_half_l2_support = Opclass { metric: Metric::L2, kind: Kind::F16 }.support();
     vs_hnsw_half_ip_support pg_finfo_vs_hnsw_half_ip_support = Opclass { metric: Metric::InnerProduct, kind: Kind::F16 }.support();
     vs_hnsw_half_cosine_support pg_finfo_vs_hnsw_half_cosine_support = Opclass { metric: Metric::Cosine, kind: Kind::F16 }.support();
+    vs_hnsw_l1_support pg_finfo_vs_hnsw_l1_support = Opclass { metric: Metric::L1, kind: Kind::F32 }.support();
+    vs_hnsw_half_l1_support pg_finfo_vs_hnsw_half_l1_support = Opclass { metric: Metric::L1, kind: Kind::F16 }.support();
 }

@@ -7,6 +7,7 @@ use super::codec::{check_dim, encode, heap_tid_bytes, prepare};
 use super::opclass::{Kind, Opclass};
 use super::page::{self, add_item, corrupt, init_meta, item_room, page_capacity, too_big, Meta, QuantMeta, META_BLOCK, NO_ENTRY};
 use super::parallel::Workers;
+use super::parallel_insert;
 use super::quant;
 use crate::glue::error::error;
 use crate::types::datum::SqlScalar;
@@ -15,6 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 use vs_hnsw::graph::{Graph, Params, Threads};
+use vs_hnsw::metric::Metric;
 use vs_hnsw::tuple::{self, Id};
 
 /// pg_stat_progress_create_index's subphases (named by `am::ambuildphasename`).
@@ -40,7 +42,27 @@ struct State<T> {
     heap_tids: Vec<[u8; 6]>,
     limit: usize,
     tuples: f64,
+    row: RowContext,
     _t: std::marker::PhantomData<T>,
+}
+
+/// A memory context for what one row of the heap scan allocates, emptied at the next: the scan
+/// calls back in the build's own context, where a detoasted vector (any over 2 kB) stayed to
+/// the end of the build: 3 KB a row at 784 dimensions, 100 KB at 25,088.
+pub struct RowContext(pgrx::PgMemoryContexts);
+
+impl Default for RowContext {
+    fn default() -> RowContext {
+        RowContext(pgrx::PgMemoryContexts::new("vs_hnsw build row"))
+    }
+}
+
+impl RowContext {
+    /// Runs `f` in the context, once the previous row's allocations are gone.
+    pub fn next<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        unsafe { pg_sys::MemoryContextReset(self.0.value()) };
+        unsafe { self.0.switch_to(|_| f()) }
+    }
 }
 
 /// Bytes an in-memory node takes: its vector, its edges, and the vectors' bookkeeping.
@@ -61,7 +83,8 @@ unsafe extern "C-unwind" fn callback<T: SqlScalar>(
 ) {
     unsafe {
         let st = &mut *(state as *mut State<T>);
-        let Some(v) = prepare::<T>(*values, *isnull, &st.meta) else { return };
+        let meta = st.meta;
+        let Some(v) = st.row.next(|| prepare::<T>(*values, *isnull, &meta)) else { return };
         if st.meta.dim == 0 {
             st.meta.dim = v.len() as u32;
         }
@@ -87,7 +110,7 @@ unsafe extern "C-unwind" fn callback<T: SqlScalar>(
                     insert_pending(st);
                 }
             }
-            None => super::insert::insert::<T>(st.index, tid, &v),
+            None => st.row.next(|| super::insert::insert::<T>(st.index, tid, &v)),
         }
         if (st.tuples as u64).is_multiple_of(1000) {
             pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE as i32, st.tuples as i64);
@@ -224,7 +247,7 @@ unsafe fn quantized_start<T: SqlScalar>(heap: pg_sys::Relation, index: pg_sys::R
         if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
             pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, 1, true);
         }
-        let mut mean = Mean::<T> { meta, sum: Vec::new(), n: 0, _t: std::marker::PhantomData };
+        let mut mean = Mean::<T> { meta, sum: Vec::new(), n: 0, row: RowContext::default(), _t: std::marker::PhantomData };
         pg_sys::table_index_build_scan(heap, index, info, true, false, Some(add_to_mean::<T>), &mut mean as *mut Mean<T> as *mut _, std::ptr::null_mut());
         if mean.n > 0 {
             let centroid: Vec<f32> = mean.sum.iter().map(|s| (s / mean.n as f64) as f32).collect();
@@ -242,6 +265,7 @@ struct Mean<T> {
     meta: Meta,
     sum: Vec<f64>,
     n: usize,
+    row: RowContext,
     _t: std::marker::PhantomData<T>,
 }
 
@@ -256,7 +280,8 @@ unsafe extern "C-unwind" fn add_to_mean<T: SqlScalar>(
 ) {
     unsafe {
         let st = &mut *(state as *mut Mean<T>);
-        let Some(v) = prepare::<T>(*values, *isnull, &st.meta) else { return };
+        let meta = st.meta;
+        let Some(v) = st.row.next(|| prepare::<T>(*values, *isnull, &meta)) else { return };
         if st.sum.is_empty() {
             // The first row: its length is the dimension the others are checked against.
             st.meta.dim = v.len() as u32;
@@ -281,6 +306,10 @@ unsafe fn new_meta(index: pg_sys::Relation) -> Meta {
         if quantized && *(*(*index).rd_index).indkey.values.as_slice(1).first().unwrap_or(&0) == 0 {
             // Scans rerank with the column's values from the table: an expression has none.
             error(ERRCODE_FEATURE_NOT_SUPPORTED, "a quantized vs_hnsw index needs a column, not an expression");
+        }
+        if quantized && opclass.metric == Metric::L1 {
+            // RaBitQ estimates inner products (L2 and cosine follow from them), not L1.
+            error(ERRCODE_FEATURE_NOT_SUPPORTED, "a quantized vs_hnsw index orders by L2, inner product or cosine, not L1");
         }
         match opclass.kind {
             Kind::F32 => check_dim::<f32>(dim, 0, quantized),
@@ -321,11 +350,21 @@ unsafe fn build<T: SqlScalar>(heap: pg_sys::Relation, index: pg_sys::Relation, i
             heap_tids: Vec::new(),
             limit: pg_sys::maintenance_work_mem as usize * 1024,
             tuples: 0.0,
+            row: RowContext::default(),
             _t: std::marker::PhantomData,
         };
         pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_LOAD);
         let total = (*(*heap).rd_rel).reltuples.max(0.0) as i64;
         pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL as i32, total);
+        // Codes go in as inserts do, and those can run side by side on the workers (with rows,
+        // hence a centroid, to insert).
+        let quantized = st.meta.quant.is_some_and(|q| q.centroid != NO_ENTRY);
+        if quantized && st.threads > 1 && parallel_insert::allowed(index) {
+            if let Some(tuples) = parallel_insert::build(heap, index, info, st.threads - 1) {
+                pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE as i32, tuples as i64);
+                return tuples;
+            }
+        }
         pg_sys::table_index_build_scan(heap, index, info, true, true, Some(callback::<T>), &mut st as *mut State<T> as *mut _, std::ptr::null_mut());
         if st.in_memory {
             flush::<T>(&mut st);

@@ -10,6 +10,7 @@ use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
+use vs_hnsw::metric::Metric;
 use vs_hnsw::select::copy_floor;
 use vs_hnsw::tuple::ElementTuple;
 use vs_vector::kernels;
@@ -21,10 +22,10 @@ pub const MAX_DIM_F16: usize = 4000;
 /// stop early once above `bound` (any value above it is then returned).
 #[inline]
 pub fn distance<T: SqlScalar>(op: Opclass, q: &[T], v: &[T], bound: f32) -> f32 {
-    if op.is_l2() {
-        kernels::l2_squared_bounded(q, v, bound)
-    } else {
-        -kernels::dot(q, v)
+    match op.metric {
+        Metric::L2 => kernels::l2_squared_bounded(q, v, bound),
+        Metric::L1 => kernels::l1(q, v),
+        Metric::InnerProduct | Metric::Cosine => -kernels::dot(q, v),
     }
 }
 
@@ -116,6 +117,10 @@ pub fn distance_to<T: SqlScalar>(op: Opclass, q: &[T], e: &ElementTuple, m: usiz
     if e.packed() {
         // Only f32 indexes pack.
         let (q, v) = (cast::<f32>(as_bytes(q)), cast::<f16>(bytes));
+        if op.metric == Metric::L1 {
+            let v: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
+            return (q.len() == v.len()).then(|| kernels::l1(q, &v));
+        }
         return (q.len() == v.len()).then(|| {
             let d = kernels::mixed_bounded(q, v, !op.is_l2(), bound);
             if op.is_l2() {

@@ -7,7 +7,8 @@
 //!   pages, and the walk a search takes over them.
 //! - `quant`: a quantized index's quantizer (RaBitQ codes, `vs_rabitq`).
 //! - `build`, `insert`, `scan`, `vacuum`: the phases; `parallel`: a build's batches on
-//!   PostgreSQL's parallel workers, over `vs_hnsw::mirror`; `check`: SQL functions that check
+//!   PostgreSQL's parallel workers, over `vs_hnsw::mirror`; `parallel_insert`: a quantized
+//!   build's inserts on them; `check`: SQL functions that check
 //!   an index.
 
 pub mod am;
@@ -20,6 +21,7 @@ pub mod options;
 pub mod page;
 pub mod pages;
 pub mod parallel;
+pub mod parallel_insert;
 pub mod quant;
 pub mod scan;
 pub mod vacuum;

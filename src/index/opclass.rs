@@ -17,7 +17,7 @@ pub enum Kind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opclass {
-    /// The distance users order by: L2, inner product or cosine.
+    /// The distance users order by: L2, inner product, cosine or L1.
     pub metric: Metric,
     pub kind: Kind,
 }
@@ -65,10 +65,9 @@ impl Opclass {
     /// The graph's metric: cosine is an inner product between vectors normalised before they
     /// enter the graph (and the query too).
     pub fn graph_metric(self) -> Metric {
-        if self.metric == Metric::L2 {
-            Metric::L2
-        } else {
-            Metric::InnerProduct
+        match self.metric {
+            Metric::Cosine => Metric::InnerProduct,
+            m => m,
         }
     }
 
@@ -87,14 +86,14 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_ones_are_refused() {
-        for metric in 0..3 {
+        for metric in 0..4 {
             for kind in 0..2 {
                 assert_eq!(Opclass::decode(metric, kind).unwrap().codes(), (metric, kind));
             }
         }
         let half_cosine = Opclass { metric: Metric::Cosine, kind: Kind::F16 };
         assert_eq!(Opclass::from_support(half_cosine.support()), Some(half_cosine));
-        assert_eq!(Opclass::decode(3, 0), None);
+        assert_eq!(Opclass::decode(4, 0), None);
         assert_eq!(Opclass::decode(0, 2), None);
     }
 }

@@ -58,18 +58,28 @@ impl<'a, T: SqlScalar> Pages<'a, T> {
         Pages { index, meta, q, visited: IdSet::default(), deleted: IdSet::default(), salt: 0, codes, split_code: Vec::new() }
     }
 
-    /// Greedy descent from the entry point to `layer`, then a beam of `ef` on each layer from
-    /// `layer` down to `bottom`; returns the beam of every layer searched, top first.
-    pub fn search(&mut self, layer: usize, bottom: usize, ef: usize) -> Vec<Vec<Scored<Id>>> {
+    /// Greedy descent from the entry point to `layer`: where a beam on it starts (none when
+    /// the entry point is gone). The visited set is left empty for that beam.
+    pub fn descend(&mut self, layer: usize) -> Vec<Scored<Id>> {
         let entry = self.meta.entry;
         let Some(d) = self.distance(entry, f32::INFINITY) else { return Vec::new() };
-        self.visited.insert(entry);
         let mut ep = vec![Scored(d, entry)];
-        let top = self.meta.entry_level as usize;
-        for l in (layer + 1..=top).rev() {
+        for l in (layer + 1..=self.meta.entry_level as usize).rev() {
             self.visited.clear();
             ep = beam(self, &ep, 1, l);
         }
+        self.visited.clear();
+        ep
+    }
+
+    /// `descend` to `layer`, then a beam of `ef` on each layer from `layer` down to `bottom`;
+    /// returns the beam of every layer searched, top first.
+    pub fn search(&mut self, layer: usize, bottom: usize, ef: usize) -> Vec<Vec<Scored<Id>>> {
+        let mut ep = self.descend(layer);
+        if ep.is_empty() {
+            return Vec::new();
+        }
+        let top = self.meta.entry_level as usize;
         let mut out = Vec::new();
         for l in (bottom..=layer.min(top)).rev() {
             self.visited.clear();

@@ -1,29 +1,46 @@
 //! Index scans for `ORDER BY col <op> query LIMIT k`: a beam search of `vs_hnsw.ef_search`
 //! returns rows nearest first. When the executor wants more (a WHERE clause threw rows away),
-//! the search runs again with twice the beam and returns the rows it had not returned, until
-//! `vs_hnsw.max_scan_tuples` rows were returned or the graph has no more (iterative scan).
+//! the beam goes on from where it stopped and returns the next `ef_search` rows (`Beam`), until
+//! `vs_hnsw.max_scan_tuples` rows were returned, the graph has no more, or the walk holds more
+//! than `vs_hnsw.scan_mem_multiplier` × work_mem (iterative scan). A later round can find rows
+//! nearer than some already returned: `relaxed_order` returns them too, `strict_order` skips
+//! them so that distances never decrease, as pgvector's modes of the same names.
 
 use super::codec::{check_dim, distance, normalized, prepare};
 use super::opclass::Kind;
 use super::page::{read_meta, Meta, NO_ENTRY};
-use super::pages::{with_element, Pages};
-use crate::guc;
+use super::pages::{with_element, IdSet, Pages};
+use crate::guc::{self, IterativeScan};
 use crate::types::datum::{SqlScalar, VecRef};
 use half::f16;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::HashSet;
+use vs_hnsw::beam::Beam;
+use vs_hnsw::tuple::Id;
 
 #[derive(Default)]
 struct Scan {
     started: bool,
     exhausted: bool,
     ef: usize,
-    /// Heap TIDs in the order to return them.
-    results: Vec<[u8; 6]>,
+    /// Heap TIDs with their distances, in the order to return them.
+    results: Vec<(f32, [u8; 6])>,
     next: usize,
     returned: HashSet<[u8; 6]>,
+    /// The distance of the row returned last (strict_order returns none nearer after it).
+    last: f32,
+    /// Bytes the walk holds after the last round: its visited set and beam, its results and the
+    /// returned set.
+    memory: usize,
+    walked: Walked,
 }
+
+/// Bytes a visited element costs: its entry in the visited set (a hash set at its load) and its
+/// place in the beam's heaps or dropped list.
+const VISITED_BYTES: usize = 40;
+/// Bytes of a result, or of an entry in the returned set.
+const RETURNED_BYTES: usize = 16;
 
 /// Owns a scan's state (kept on the Rust heap) from the scan's memory context: `amendscan`
 /// frees it, and so does the context's reset when a query fails before `amendscan` is called,
@@ -62,31 +79,50 @@ unsafe fn query<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: &Meta) -> Vec<T
     }
 }
 
-/// Searches with the scan's beam; returns the heap TIDs of live elements, nearest first.
-unsafe fn search<T: SqlScalar>(index: pg_sys::Relation, meta: Meta, q: &[T], ef: usize) -> (Vec<[u8; 6]>, usize) {
+/// Where a scan's graph walk stands between rounds: the beam that goes on, and the walk's sets.
+#[derive(Default)]
+struct Walked {
+    beam: Option<Beam<Id>>,
+    visited: IdSet,
+    deleted: IdSet,
+}
+
+/// One round of the scan's beam (the first, or the next after it): heap TIDs of live elements
+/// with their distances, nearest first.
+unsafe fn search<T: SqlScalar>(index: pg_sys::Relation, meta: Meta, q: &[T], ef: usize, walked: &mut Walked, goes_on: bool) -> Vec<(f32, [u8; 6])> {
     unsafe {
         let mut w = Pages::new(index, meta, q);
-        let found = w.search(0, 0, ef).pop().unwrap_or_default();
-        let n = found.len();
+        w.visited = std::mem::take(&mut walked.visited);
+        w.deleted = std::mem::take(&mut walked.deleted);
+        let mut beam = match walked.beam.take() {
+            Some(b) => b,
+            None => {
+                let ep = w.descend(0);
+                Beam::new(&mut w, &ep, ef, 0, goes_on)
+            }
+        };
+        let found = beam.next(&mut w);
         let tids = found
             .iter()
             .filter(|s| !w.deleted.contains(&s.1))
-            .filter_map(|s| with_element(index, s.1, |e| (!e.deleted()).then(|| e.heap_tid())).flatten())
+            .filter_map(|s| with_element(index, s.1, |e| (!e.deleted()).then(|| (s.0, e.heap_tid()))).flatten())
             .collect();
-        (tids, n)
+        *walked = Walked { beam: (goes_on && !beam.exhausted()).then_some(beam), visited: w.visited, deleted: w.deleted };
+        tids
     }
 }
 
-/// The beam's rows, nearest first, and how many elements it found: a quantized index's
-/// candidates reranked by their exact distances.
-unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, ef: usize, returned: &HashSet<[u8; 6]>) -> (Vec<[u8; 6]>, usize) {
+/// The round's rows, nearest first: a quantized index's candidates reranked by their exact
+/// distances.
+unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, st: &mut Scan, goes_on: bool) -> Vec<(f32, [u8; 6])> {
     unsafe {
         let q = query::<T>(scan, &meta);
-        let (mut tids, n) = search::<T>((*scan).indexRelation, meta, &q, ef);
-        tids.retain(|t| !returned.contains(t));
+        let mut round = search::<T>((*scan).indexRelation, meta, &q, st.ef, &mut st.walked, goes_on);
+        round.retain(|t| !st.returned.contains(&t.1));
         if meta.quant.is_none() {
-            return (tids, n);
+            return round;
         }
+        let tids: Vec<[u8; 6]> = round.iter().map(|t| t.1).collect();
         // In groups of vs_hnsw.rerank, else of the index's `rerank` (0 both: the whole beam), best
         // estimates first. Groups of 40
         // under a beam of 320 held recall@10 at 0.986 on fashion-mnist-784, where the true
@@ -98,12 +134,12 @@ unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, ef: usize
             (0, n) => n,
             (n, _) => n as usize,
         };
-        let mut out = Vec::with_capacity(tids.len());
+        round.clear();
         for chunk in tids.chunks(group) {
             let mut ctx = pgrx::PgMemoryContexts::new("vs_hnsw rerank");
-            out.extend(ctx.switch_to(|_| rerank::<T>(scan, &meta, &q, chunk)));
+            round.extend(ctx.switch_to(|_| rerank::<T>(scan, &meta, &q, chunk)));
         }
-        (out, n)
+        round
     }
 }
 
@@ -112,7 +148,7 @@ unsafe fn found<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: Meta, ef: usize
 /// would skip them too). The ERROR "index returned tuples in wrong order" that PostgreSQL's
 /// own recheck of ORDER BY raises for an estimate above the exact distance is why the index
 /// reranks: RaBitQ's bound holds with high probability, not always.
-unsafe fn rerank<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: &Meta, q: &[T], tids: &[[u8; 6]]) -> Vec<[u8; 6]> {
+unsafe fn rerank<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: &Meta, q: &[T], tids: &[[u8; 6]]) -> Vec<(f32, [u8; 6])> {
     unsafe {
         let (heap, index) = ((*scan).heapRelation, (*scan).indexRelation);
         let attno = *(*(*index).rd_index).indkey.values.as_slice(1).first().unwrap_or(&0) as usize;
@@ -140,7 +176,7 @@ unsafe fn rerank<T: SqlScalar>(scan: pg_sys::IndexScanDesc, meta: &Meta, q: &[T]
         ((*am).index_fetch_end.expect("a table access method fetches by TID"))(fetch);
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-        scored.into_iter().map(|s| s.1).collect()
+        scored
     }
 }
 
@@ -152,13 +188,13 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
             st.exhausted = true;
             return;
         }
-        let (tids, found) = match meta.opclass.kind {
-            Kind::F32 => found::<f32>(scan, meta, st.ef, &st.returned),
-            Kind::F16 => found::<f16>(scan, meta, st.ef, &st.returned),
+        let goes_on = guc::ITERATIVE_SCAN.get() != IterativeScan::Off;
+        st.results = match meta.opclass.kind {
+            Kind::F32 => found::<f32>(scan, meta, st, goes_on),
+            Kind::F16 => found::<f16>(scan, meta, st, goes_on),
         };
-        // A beam that came back short has seen every element it can reach.
-        st.exhausted = found < st.ef;
-        st.results = tids;
+        st.exhausted = st.walked.beam.is_none();
+        st.memory = st.walked.visited.len() * VISITED_BYTES + (st.results.len() + st.returned.len()) * RETURNED_BYTES;
         st.next = 0;
     }
 }
@@ -197,26 +233,34 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
         if (*scan).numberOfOrderBys == 0 {
             error!("vs_hnsw answers only ORDER BY <distance operator> queries");
         }
+        let strict = guc::ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
         if !st.started {
             st.started = true;
             st.ef = guc::EF_SEARCH.get() as usize;
+            st.last = f32::NEG_INFINITY;
             fill(scan, st);
         }
         loop {
             if st.next < st.results.len() {
-                let tid = st.results[st.next];
+                let (distance, tid) = st.results[st.next];
                 st.next += 1;
+                // Found by a wider beam (or in a later rerank group), nearer than a row
+                // already returned.
+                if strict && distance < st.last {
+                    continue;
+                }
                 st.returned.insert(tid);
+                st.last = st.last.max(distance);
                 std::ptr::write_unaligned(&mut (*scan).xs_heaptid as *mut pg_sys::ItemPointerData as *mut [u8; 6], tid);
                 (*scan).xs_recheck = false;
                 (*scan).xs_recheckorderby = false;
                 return true;
             }
             let max = guc::MAX_SCAN_TUPLES.get() as usize;
-            if st.exhausted || !guc::ITERATIVE_SCAN.get() || st.returned.len() >= max || st.ef >= max {
+            let memory = (guc::SCAN_MEM_MULTIPLIER.get() * guc::work_mem_bytes() as f64) as usize;
+            if st.exhausted || st.returned.len() >= max || st.memory > memory {
                 return false;
             }
-            st.ef = (st.ef * 2).min(max);
             fill(scan, st);
         }
     }

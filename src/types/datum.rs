@@ -19,7 +19,7 @@ pub trait SqlScalar: Distance + Copy + Default + PartialOrd + std::fmt::Debug {
     /// SQL type name.
     const TYPE_NAME: &'static str;
     const TYPE_IDENT: &'static str;
-    /// Largest finite magnitude.
+    /// Largest magnitude that stays finite in the element type.
     const MAX: f32;
     fn from_f32(x: f32) -> Self;
     /// Big-endian bytes for the binary send format.
@@ -46,7 +46,9 @@ impl SqlScalar for f32 {
 impl SqlScalar for f16 {
     const TYPE_NAME: &'static str = "halfembedding";
     const TYPE_IDENT: &'static str = "visual_search::halfembedding";
-    const MAX: f32 = 65504.0;
+    /// The largest f32 below 65,520: up to there a value rounds to f16's largest, 65,504 (as
+    /// pgvector's halfvec accepts it); from there on it rounds to infinity.
+    const MAX: f32 = f32::from_bits(0x477f_efff);
     fn from_f32(x: f32) -> Self {
         f16::from_f32(x)
     }

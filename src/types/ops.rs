@@ -208,6 +208,32 @@ pub fn elementwise<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>, f: impl Fn(f32, f32
     from_values(out.collect::<Vec<_>>())
 }
 
+/// Elementwise product: as in pgvector, also an error when non-zero factors round to zero
+/// (`[1e-37] * [1e-37]`), so that a product never loses a dimension's sign silently.
+pub fn multiply<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> Vector<T> {
+    let product = elementwise(VecRef { data: a.data }, VecRef { data: b.data }, |x, y| x * y);
+    let lost = product.0.iter().zip(a.data.iter().zip(b.data)).any(|(r, (x, y))| r.to_f32() == 0.0 && x.to_f32() != 0.0 && y.to_f32() != 0.0);
+    if lost {
+        fail::<T>(VecError::Underflow)
+    }
+    product
+}
+
+/// `a || b`: the elements of both, within the type's dimension limit.
+pub fn concat<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> Vector<T> {
+    let dim = a.dim() + b.dim();
+    if dim > vs_vector::text::MAX_DIM {
+        fail::<T>(VecError::TooManyDims(dim));
+    }
+    Vector(a.data.iter().chain(b.data).copied().collect())
+}
+
+/// `subvector(v, start, count)`: 1-based, clipped to the vector like `substring`.
+pub fn subvector<T: SqlScalar>(v: VecRef<T>, start: i32, count: i32) -> Vector<T> {
+    let range = vs_vector::slice::subvector_range(v.dim(), start, count).unwrap_or_else(|e| fail::<T>(e));
+    Vector(v.data[range].to_vec())
+}
+
 /// Lexicographic order on the elements, then shorter first (the btree order).
 pub fn compare<T: SqlScalar>(a: VecRef<T>, b: VecRef<T>) -> Ordering {
     for (x, y) in a.data.iter().zip(b.data) {
@@ -317,7 +343,11 @@ macro_rules! vector_sql_functions {
             #[pg_extern(sql = false)]
             fn [<$p _sub>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x - y) }
             #[pg_extern(sql = false)]
-            fn [<$p _mul>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::elementwise(a, b, |x, y| x * y) }
+            fn [<$p _mul>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::multiply(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _concat>](a: VecRef<$t>, b: VecRef<$t>) -> Vector<$t> { ops::concat(a, b) }
+            #[pg_extern(sql = false)]
+            fn [<$p _subvector>](v: VecRef<$t>, start: i32, count: i32) -> Vector<$t> { ops::subvector(v, start, count) }
 
             #[pg_extern(sql = false)]
             fn [<$p _cmp>](a: VecRef<$t>, b: VecRef<$t>) -> i32 { ops::compare(a, b) as i32 }

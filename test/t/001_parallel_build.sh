@@ -12,7 +12,7 @@ watch=$(mktemp)
   done > "$watch" ) &
 watcher=$!
 q -c "SET max_parallel_maintenance_workers = 2" -c "SET maintenance_work_mem = '256MB'" \
-  -c "CREATE INDEX fm_v_par ON fm USING vs_hnsw (v embedding_l2_ops)"
+  -c "CREATE INDEX fm_v_par ON fm USING vs_hnsw (v embedding_l2_ops) $(index_with)"
 echo done > "$watch.stop"; wait "$watcher"
 workers=$(grep -o 'worker:[0-9]*' "$watch" | cut -d: -f2 | sort -n | tail -1)
 echo "index_test: during the parallel build: up to ${workers:-0} parallel workers; phases seen: $(grep '^phase:' "$watch" | sed 's/^phase://; s/:[0-9]*$//' | sort -u | paste -sd';' -)"

@@ -5,7 +5,7 @@
 q -c "ALTER TABLE fm SET (parallel_workers = 2)"
 out=$(mktemp)
 q -c "SET max_parallel_maintenance_workers = 2" \
-  -c "CREATE INDEX fm_v_cancel ON fm USING vs_hnsw (v embedding_l2_ops) WITH (m = 48, ef_construction = 800)" > "$out" 2>&1 &
+  -c "CREATE INDEX fm_v_cancel ON fm USING vs_hnsw (v embedding_l2_ops) $(index_with "m = 48, ef_construction = 800")" > "$out" 2>&1 &
 builder=$!
 for _ in $(seq 300); do
   [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'parallel worker'")" -ge 1 ] && break

@@ -3,7 +3,7 @@
 # while 2 readers search; afterwards no row is lost or doubled.
 . "$(dirname "$0")/lib.sh"
 q -c "CREATE TABLE cw (id int PRIMARY KEY, v embedding(784))" \
-  -c "CREATE INDEX cw_v ON cw USING vs_hnsw (v embedding_l2_ops) $with"
+  -c "CREATE INDEX cw_v ON cw USING vs_hnsw (v embedding_l2_ops) $(index_with)"
 pids=()
 for w in 0 1 2 3; do
   q -c "DO \$\$ BEGIN FOR i IN 0..299 LOOP

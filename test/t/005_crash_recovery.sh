@@ -3,7 +3,7 @@
 # the index must agree with a sequential scan and take new rows.
 . "$(dirname "$0")/lib.sh"
 q -c "CREATE TABLE crash (id int PRIMARY KEY, v embedding(784))" \
-  -c "CREATE INDEX crash_v ON crash USING vs_hnsw (v embedding_l2_ops) $with" -c "CHECKPOINT"
+  -c "CREATE INDEX crash_v ON crash USING vs_hnsw (v embedding_l2_ops) $(index_with)" -c "CHECKPOINT"
 crash_during "DO \$\$ BEGIN FOR i IN 0..9999 LOOP INSERT INTO crash SELECT id, v FROM fm WHERE id = i; COMMIT; END LOOP; END \$\$" 4
 rows=$(q -c "SELECT count(*) FROM crash")
 echo "index_test: $rows rows committed before the kill"

@@ -17,8 +17,13 @@ dir=${VS_INDEX_TEST_DIR:-/tmp/visual_search_index_test}
 checks=${VS_INDEX_TEST_CHECKS:-/dev/null} # a line ok or FAIL per check, counted by the runner
 shared="'fm', 'fm_test', 'fm_more'"
 conn=$(cat "$dir/conninfo" 2>/dev/null || true)
-# Options of the indexes the cases that take them build (012_quantized runs them with codes).
-with=${VS_INDEX_WITH:-}
+# Options of the indexes the cases that take them build (012_quantized runs them with codes),
+# and the WITH clause of such an index with a case's own options $1 added.
+options=${VS_INDEX_OPTIONS:-}
+index_with() {
+  local all=${1:-}${1:+${options:+, }}$options
+  echo "${all:+WITH ($all)}"
+}
 q() { psql "$conn" -X -qAt -v ON_ERROR_STOP=1 "$@"; }
 check() { # name, expected, actual; a failure is recorded and the case goes on
   if [ "$2" = "$3" ]; then echo "index_test: ok: $1"; echo ok >> "$checks"

@@ -74,6 +74,7 @@ impl<'a> StoreRef<'a> {
             (StoreRef::F16(s), Metric::L2) => kernels::f16_bounded(&s[ra], &s[rb], false, bound),
             (StoreRef::F16(s), Metric::InnerProduct) => -kernels::f16_bounded(&s[ra], &s[rb], true, f32::INFINITY),
             (StoreRef::F16(s), Metric::Cosine) => kernels::cosine_distance(&s[ra], &s[rb]) as f32,
+            (StoreRef::F16(s), Metric::L1) => kernels::l1(&s[ra], &s[rb]),
         }
     }
 

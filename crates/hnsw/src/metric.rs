@@ -10,15 +10,19 @@ pub enum Metric {
     InnerProduct,
     /// 1 − cosine similarity.
     Cosine,
+    /// Sum of absolute differences (taxicab).
+    L1,
 }
 
 impl Metric {
-    /// The metric as stored (index meta page, shared memory): 0 L2, 1 inner product, 2 cosine.
+    /// The metric as stored (index meta page, shared memory): 0 L2, 1 inner product, 2 cosine,
+    /// 3 L1.
     pub const fn code(self) -> u32 {
         match self {
             Metric::L2 => 0,
             Metric::InnerProduct => 1,
             Metric::Cosine => 2,
+            Metric::L1 => 3,
         }
     }
 
@@ -28,6 +32,7 @@ impl Metric {
             0 => Some(Metric::L2),
             1 => Some(Metric::InnerProduct),
             2 => Some(Metric::Cosine),
+            3 => Some(Metric::L1),
             _ => None,
         }
     }
@@ -45,6 +50,7 @@ impl Metric {
             Metric::L2 => kernels::l2_squared(a, b),
             Metric::InnerProduct => -kernels::dot(a, b),
             Metric::Cosine => kernels::cosine_distance(a, b) as f32,
+            Metric::L1 => kernels::l1(a, b),
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum VecError {
     TypmodMismatch(usize, usize),
     /// An arithmetic result that does not fit the element type.
     Overflow,
+    /// A product of non-zero elements that rounds to zero in the element type.
+    Underflow,
     NullElement,
     NotOneDimensional,
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::beam::Beam;
 use crate::repair::{reconnect, Mending};
 
 use vs_vector::kernels::random_vectors as random;
@@ -426,4 +427,40 @@ fn churn(reconnects: bool) -> (usize, usize, usize, usize) {
         kept.len()
     );
     (churned, rebuilt, miss_c, miss_f)
+}
+
+/// An iterative scan's beam: round after round returns each node it reaches once, nearest first
+/// within a round, and the first rounds hold nearly all of the true nearest `rounds × ef`.
+#[test]
+fn a_beam_that_goes_on_returns_every_node_once_nearest_rounds_first() {
+    let data = random(3000, 16, 11);
+    let mut g = Graph::new(16, Metric::L2, Params::default());
+    for v in &data {
+        g.insert(v);
+    }
+    let q = &random(1, 16, 12)[0];
+    let entry = g.entry.unwrap();
+    let mut ep = vec![Scored(g.dist(q, entry), entry)];
+    for layer in (1..=g.level(entry)).rev() {
+        ep = g.search_layer(q, &ep, 1, layer, 0);
+    }
+    let mut visited = Visited::default();
+    visited.start(g.len());
+    let mut w = Walker { view: &g, q, visited: &mut visited, salt: 0 };
+    let (ef, mut rounds) = (20, Vec::new());
+    let mut b = Beam::new(&mut w, &ep, ef, 0, true);
+    while !b.exhausted() {
+        let round = b.next(&mut w);
+        assert!(round.windows(2).all(|p| p[0].0 <= p[1].0), "a round nearest first");
+        rounds.push(round);
+    }
+    let all: Vec<u32> = rounds.iter().flatten().map(|s| s.1).collect();
+    let unique: std::collections::HashSet<u32> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "a node returned twice");
+    assert!(all.len() >= 2990, "the rounds reached {} of 3,000 nodes", all.len());
+    let mut exact: Vec<Scored> = data.iter().enumerate().map(|(i, v)| Scored(Metric::L2.distance(q, v), i as u32)).collect();
+    exact.sort();
+    let first: std::collections::HashSet<u32> = rounds[..5].iter().flatten().map(|s| s.1).collect();
+    let hits = exact[..100].iter().filter(|s| first.contains(&s.1)).count();
+    assert!(hits >= 95, "5 rounds of 20 held {hits} of the nearest 100");
 }
