@@ -37,38 +37,44 @@ CREATE OPERATOR CLASS halfembedding_l1_ops FOR TYPE halfembedding USING vs_hnsw 
 
 -- Moving from pgvector (0.6.0): casts between pgvector's types and ours, whose binary layouts are
 -- the same (a dimension count, an unused int16, then the elements), so no function converts;
--- the target type's typmod cast checks the dimensions. Created on request only because they name
--- pgvector's types; members of this extension so that DROP EXTENSION visual_search takes them.
--- pgvector_casts(false) drops them again, before DROP EXTENSION vector.
+-- the target type's typmod cast checks the dimensions (cast to vector(n): pgvector takes at most
+-- 16,000). Created on request only, because they name pgvector's types, found as members of
+-- its extension (a type of that name some role made in a schema it may create in is not
+-- pgvector's); not members of this extension, which DROP EXTENSION vector CASCADE would then
+-- drop with every embedding column. pgvector_casts(false) drops them, before either extension.
 CREATE FUNCTION visual_search.pgvector_casts(enable boolean DEFAULT true) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    theirs name;
-    ours name;
-    pair text[];
+    c record;
     n integer := 0;
 BEGIN
     IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
         RAISE EXCEPTION 'only a superuser may create or drop casts between pgvector''s types and visual_search''s'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    SELECT n.nspname INTO theirs FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector';
-    IF theirs IS NULL THEN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'vector') THEN
         RAISE EXCEPTION 'pgvector (extension "vector") is not installed in this database'
             USING ERRCODE = 'undefined_object';
     END IF;
-    SELECT n.nspname INTO ours FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'visual_search';
-    FOREACH pair SLICE 1 IN ARRAY ARRAY[[format('%I.vector', theirs), format('%I.embedding', ours)],
-                                        [format('%I.embedding', ours), format('%I.vector', theirs)],
-                                        [format('%I.halfvec', theirs), format('%I.halfembedding', ours)],
-                                        [format('%I.halfembedding', ours), format('%I.halfvec', theirs)]] LOOP
-        IF enable AND NOT EXISTS (SELECT FROM pg_cast WHERE castsource = pair[1]::regtype AND casttarget = pair[2]::regtype) THEN
-            EXECUTE format('CREATE CAST (%s AS %s) WITHOUT FUNCTION AS ASSIGNMENT', pair[1], pair[2]);
-            EXECUTE format('ALTER EXTENSION visual_search ADD CAST (%s AS %s)', pair[1], pair[2]);
+    -- Both directions of each pair whose two types exist (pgvector before 0.7.0 has no halfvec).
+    FOR c IN
+        WITH owned AS (
+            SELECT e.extname, t.oid, t.typname FROM pg_depend d
+            JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
+            JOIN pg_type t ON t.oid = d.objid AND d.classid = 'pg_type'::regclass
+            WHERE d.deptype = 'e' AND e.extname IN ('vector', 'visual_search')),
+        pairs AS (
+            SELECT theirs.oid AS theirs, ours.oid AS ours
+            FROM (VALUES ('vector', 'embedding'), ('halfvec', 'halfembedding')) m(theirs, ours)
+            JOIN owned theirs ON theirs.extname = 'vector' AND theirs.typname = m.theirs
+            JOIN owned ours ON ours.extname = 'visual_search' AND ours.typname = m.ours)
+        SELECT theirs AS source, ours AS target FROM pairs UNION ALL SELECT ours, theirs FROM pairs
+    LOOP
+        IF enable AND NOT EXISTS (SELECT FROM pg_cast WHERE castsource = c.source AND casttarget = c.target) THEN
+            EXECUTE format('CREATE CAST (%s AS %s) WITHOUT FUNCTION AS ASSIGNMENT', c.source::regtype, c.target::regtype);
             n := n + 1;
-        ELSIF NOT enable AND EXISTS (SELECT FROM pg_cast WHERE castsource = pair[1]::regtype AND casttarget = pair[2]::regtype) THEN
-            EXECUTE format('ALTER EXTENSION visual_search DROP CAST (%s AS %s)', pair[1], pair[2]);
-            EXECUTE format('DROP CAST (%s AS %s)', pair[1], pair[2]);
+        ELSIF NOT enable AND EXISTS (SELECT FROM pg_cast WHERE castsource = c.source AND casttarget = c.target AND castmethod = 'b') THEN
+            EXECUTE format('DROP CAST (%s AS %s)', c.source::regtype, c.target::regtype);
             n := n + 1;
         END IF;
     END LOOP;

@@ -27,10 +27,40 @@ pub enum IterativeScan {
     /// Distances never decrease: such rows are skipped.
     #[name = c"strict_order"]
     StrictOrder,
-    /// Before 0.6.0 the setting was a boolean: `on` was relaxed_order.
+    /// Before 0.6.0 the setting was a boolean: its spellings of true are relaxed_order, of
+    /// false off (a configuration file that still says so keeps its meaning).
     #[name = c"on"]
     #[hidden = true]
     On,
+    #[name = c"true"]
+    #[hidden = true]
+    True,
+    #[name = c"yes"]
+    #[hidden = true]
+    Yes,
+    #[name = c"1"]
+    #[hidden = true]
+    One,
+    #[name = c"false"]
+    #[hidden = true]
+    False,
+    #[name = c"no"]
+    #[hidden = true]
+    No,
+    #[name = c"0"]
+    #[hidden = true]
+    Zero,
+}
+
+impl IterativeScan {
+    /// The setting now, with the boolean spellings read as their modes.
+    pub fn get() -> IterativeScan {
+        match ITERATIVE_SCAN.get() {
+            IterativeScan::On | IterativeScan::True | IterativeScan::Yes | IterativeScan::One => IterativeScan::RelaxedOrder,
+            IterativeScan::False | IterativeScan::No | IterativeScan::Zero => IterativeScan::Off,
+            mode => mode,
+        }
+    }
 }
 
 /// Superuser only: in a backend, a role's images would run with the backend's own model copy,

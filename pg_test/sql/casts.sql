@@ -20,3 +20,8 @@ SELECT * FROM arr;
 SELECT '[1.1,2,3]'::embedding::halfembedding, '[1.5,2,3]'::halfembedding::embedding;
 SELECT '[1,2]'::embedding::halfembedding(2);
 SELECT '[0.1]'::embedding::halfembedding::embedding;
+-- up to 65,519.996 a value rounds to f16's largest, 65,504, as pgvector's halfvec takes it; from
+-- 65,520 on it would be infinity: the literal, the cast and the array cast agree
+SELECT '[65519,-65519]'::halfembedding AS literal, '[65519]'::embedding::halfembedding AS cast,
+       '{65519}'::real[]::halfembedding AS from_array;
+SELECT outcome($$SELECT '[65520]'::embedding::halfembedding$$), outcome($$SELECT '[65520]'::halfembedding$$);

@@ -58,7 +58,7 @@ SELECT count(*) < 10 AS bounded FROM (SELECT id FROM hn_items WHERE id % 100 = 0
 RESET vs_hnsw.max_scan_tuples;
 -- pgvector's names for the modes: strict_order never returns a row nearer than one before it
 -- (rows a wider beam finds nearer are skipped), relaxed_order (the default) returns them too;
--- `on`, the boolean of earlier versions, is relaxed_order.
+-- the boolean of earlier versions keeps its meaning: `on` is relaxed_order, `false` off.
 SET vs_hnsw.iterative_scan = strict_order;
 SELECT count(*) > 0 AS strict_rows, bool_and(d >= prev) AS strict_ordered FROM (
   SELECT d, lag(d, 1, 0::float8) OVER () prev FROM (SELECT e <-> '[1,0,1,0,1,0,1,0]' d FROM hn_items WHERE id % 100 = 0 ORDER BY e <-> '[1,0,1,0,1,0,1,0]' LIMIT 10) s) t;
@@ -66,6 +66,8 @@ SET vs_hnsw.iterative_scan = relaxed_order;
 SELECT count(*) AS relaxed_rows FROM (SELECT id FROM hn_items WHERE id % 100 = 0 ORDER BY e <-> '[1,0,1,0,1,0,1,0]' LIMIT 10) s;
 SET vs_hnsw.iterative_scan = on;
 SHOW vs_hnsw.iterative_scan;
+SET vs_hnsw.iterative_scan = false;
+SELECT count(*) < 10 AS false_is_off FROM (SELECT id FROM hn_items WHERE id % 100 = 0 ORDER BY e <-> '[1,0,1,0,1,0,1,0]' LIMIT 10) s;
 SELECT outcome($$SET vs_hnsw.iterative_scan = sideways$$);
 RESET vs_hnsw.iterative_scan;
 RESET vs_hnsw.ef_search;

@@ -90,11 +90,13 @@ impl<'a, T: SqlScalar> Pages<'a, T> {
     }
 }
 
-/// Reads an element under a share lock.
+/// Reads an element under a share lock; None when `id` holds no element. A scan keeps ids
+/// from round to round of an iterative scan, and VACUUM may free one in between and its line
+/// pointer be reused by another kind of tuple.
 pub unsafe fn with_element<R>(index: pg_sys::Relation, id: Id, f: impl FnOnce(ElementTuple) -> R) -> Option<R> {
     unsafe {
         let b = Locked::read(index, block_of(id), false);
-        item(b.page(), offset_of(id)).map(|t| f(ElementTuple(t)))
+        item(b.page(), offset_of(id)).filter(|t| tuple::is_element(t)).map(|t| f(ElementTuple(t)))
     }
 }
 
@@ -125,7 +127,7 @@ pub unsafe fn with_code<R>(index: pg_sys::Relation, m: usize, id: Id, buf: &mut 
 unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: usize) -> Vec<(Id, f32)> {
     unsafe {
         let b = Locked::read(index, block_of(id), false);
-        let Some(t) = item(b.page(), offset_of(id)) else { return Vec::new() };
+        let Some(t) = item(b.page(), offset_of(id)).filter(|t| tuple::is_element(t)) else { return Vec::new() };
         let e = ElementTuple(t);
         let level = e.level();
         if layer > level {

@@ -188,7 +188,7 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
             st.exhausted = true;
             return;
         }
-        let goes_on = guc::ITERATIVE_SCAN.get() != IterativeScan::Off;
+        let goes_on = IterativeScan::get() != IterativeScan::Off;
         st.results = match meta.opclass.kind {
             Kind::F32 => found::<f32>(scan, meta, st, goes_on),
             Kind::F16 => found::<f16>(scan, meta, st, goes_on),
@@ -233,7 +233,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
         if (*scan).numberOfOrderBys == 0 {
             error!("vs_hnsw answers only ORDER BY <distance operator> queries");
         }
-        let strict = guc::ITERATIVE_SCAN.get() == IterativeScan::StrictOrder;
+        let strict = IterativeScan::get() == IterativeScan::StrictOrder;
         if !st.started {
             st.started = true;
             st.ef = guc::EF_SEARCH.get() as usize;

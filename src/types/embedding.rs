@@ -8,6 +8,6 @@ crate::vector_sql_functions!(embedding, f32);
 fn embedding_to_halfembedding(v: VecRef<f32>, typmod: i32, _explicit: bool) -> Vector<half::f16> {
     use vs_vector::text::check_f64;
     ops::check_typmod::<half::f16>(v.dim(), typmod);
-    let checked = v.data.iter().map(|&x| check_f64(x as f64, 65504.0).unwrap_or_else(|e| ops::fail::<half::f16>(e)));
+    let checked = v.data.iter().map(|&x| check_f64(x as f64, <half::f16 as crate::types::datum::SqlScalar>::MAX).unwrap_or_else(|e| ops::fail::<half::f16>(e)));
     ops::from_values(checked.collect::<Vec<_>>())
 }

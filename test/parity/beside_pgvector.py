@@ -60,6 +60,11 @@ def main(conninfo):
     check(cur.fetchone()[0] == 4, "pgvector_casts() creates the four casts")
     cur.execute("SELECT visual_search.pgvector_casts()")
     check(cur.fetchone()[0] == 0, "a second call creates none")
+    # Not members of either extension: DROP EXTENSION vector CASCADE would otherwise drop
+    # visual_search, and every embedding column with it.
+    cur.execute("SELECT count(*) FROM pg_cast c JOIN pg_depend d ON d.classid = 'pg_cast'::regclass AND d.objid = c.oid "
+                "WHERE d.deptype = 'e' AND c.castmethod = 'b' AND 'embedding'::regtype IN (c.castsource, c.casttarget)")
+    check(cur.fetchone()[0] == 0, "the casts belong to no extension")
 
     cur.execute("SELECT v::embedding::text = v::text, h::halfembedding::text = h::text, "
                 "v::embedding::vector = v, h::halfembedding::halfvec = h FROM items WHERE v IS NOT NULL")
