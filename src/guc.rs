@@ -21,7 +21,7 @@ pub enum EmbedIn {
 pub enum IterativeScan {
     #[name = c"off"]
     Off,
-    /// Rows a wider beam finds nearer than rows already returned are returned too.
+    /// Rows a later round finds nearer than rows already returned are returned too.
     #[name = c"relaxed_order"]
     RelaxedOrder,
     /// Distances never decrease: such rows are skipped.
@@ -169,7 +169,7 @@ pub fn init() {
     GucRegistry::define_enum_guc(
         c"vs_hnsw.iterative_scan",
         c"Lets a vs_hnsw scan go on past ef_search when a WHERE clause filters rows out: off, relaxed_order or strict_order.",
-        c"strict_order skips rows a wider beam finds nearer than rows already returned, so that distances never decrease.",
+        c"strict_order skips rows a later round finds nearer than rows already returned, so that distances never decrease.",
         &ITERATIVE_SCAN,
         GucContext::Userset,
         GucFlags::default(),

@@ -57,7 +57,7 @@ SET vs_hnsw.max_scan_tuples = 30;
 SELECT count(*) < 10 AS bounded FROM (SELECT id FROM hn_items WHERE id % 100 = 0 ORDER BY e <-> '[1,0,1,0,1,0,1,0]' LIMIT 10) s;
 RESET vs_hnsw.max_scan_tuples;
 -- pgvector's names for the modes: strict_order never returns a row nearer than one before it
--- (rows a wider beam finds nearer are skipped), relaxed_order (the default) returns them too;
+-- (rows a later round finds nearer are skipped), relaxed_order (the default) returns them too;
 -- the boolean of earlier versions keeps its meaning: `on` is relaxed_order, `false` off.
 SET vs_hnsw.iterative_scan = strict_order;
 SELECT count(*) > 0 AS strict_rows, bool_and(d >= prev) AS strict_ordered FROM (

@@ -22,7 +22,6 @@ use vs_hnsw::tuple::Id;
 #[derive(Default)]
 struct Scan {
     started: bool,
-    exhausted: bool,
     ef: usize,
     /// Heap TIDs with their distances, in the order to return them.
     results: Vec<(f32, [u8; 6])>,
@@ -185,7 +184,8 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
         let index = (*scan).indexRelation;
         let meta = read_meta(index);
         if meta.entry == NO_ENTRY {
-            st.exhausted = true;
+            // Empty, or emptied by VACUUM between rounds: nothing to go on from.
+            st.walked.beam = None;
             return;
         }
         let goes_on = IterativeScan::get() != IterativeScan::Off;
@@ -193,7 +193,6 @@ unsafe fn fill(scan: pg_sys::IndexScanDesc, st: &mut Scan) {
             Kind::F32 => found::<f32>(scan, meta, st, goes_on),
             Kind::F16 => found::<f16>(scan, meta, st, goes_on),
         };
-        st.exhausted = st.walked.beam.is_none();
         st.memory = st.walked.visited.len() * VISITED_BYTES + (st.results.len() + st.returned.len()) * RETURNED_BYTES;
         st.next = 0;
     }
@@ -244,7 +243,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
             if st.next < st.results.len() {
                 let (distance, tid) = st.results[st.next];
                 st.next += 1;
-                // Found by a wider beam (or in a later rerank group), nearer than a row
+                // Found by a later round (or in a later rerank group), nearer than a row
                 // already returned.
                 if strict && distance < st.last {
                     continue;
@@ -258,7 +257,8 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
             }
             let max = guc::MAX_SCAN_TUPLES.get() as usize;
             let memory = (guc::SCAN_MEM_MULTIPLIER.get() * guc::work_mem_bytes() as f64) as usize;
-            if st.exhausted || st.returned.len() >= max || st.memory > memory {
+            // No beam left to go on: the graph has no more, or the scan is not iterative.
+            if st.walked.beam.is_none() || st.returned.len() >= max || st.memory > memory {
                 return false;
             }
             fill(scan, st);
