@@ -2,7 +2,9 @@
 # The demo end to end on a 2,000-product subset, in a cluster of its own: loads the catalogue,
 # embeds it with the shipped model through embed_column, runs every script in sql/demo/, then
 # checks that a sneaker's ten nearest products are mostly sneakers; then drives the search page the
-# demo started in headless Chromium (web/e2e/search.test.mjs; screenshots in target/e2e/).
+# demo started in headless Chromium (web/e2e/search.test.mjs; screenshots in target/e2e/), and its
+# JSON API over HTTP (web/e2e/api.test.mjs): every endpoint and error, the README's chat bot, a
+# second server with a token beyond loopback, and the database stopped under them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.demo-test
@@ -44,3 +46,31 @@ INSERT INTO products (id, name, category, split, image) VALUES (300004, 'Broken 
 SQL
 # setup.sh installs efficientnet-lite0-imagenet, so the demo's page must offer it beside the shipped model.
 VS_E2E_MODELS=2 node web/e2e/search.test.mjs "$(cat "$dir/web_url")" pg_test/data/images/sneaker.png target/e2e "$drainer"
+
+url=$(cat "$dir/web_url")
+node web/e2e/api.test.mjs open "$url" pg_test/data/images/sneaker.png
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $1))" 2>/dev/null && return; sleep 0.1; done; exit 1; }
+# The README shows the chat bot's code: it must be the file that runs here.
+python3 - <<'PY'
+import re
+readme, code = open("README.md").read(), open("web/examples/chat_webhook.py").read()
+blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+assert code in blocks, "README.md's chat-bot example differs from web/examples/chat_webhook.py"
+PY
+bot_port=$(free_port)
+PORT=$bot_port VS_API=$url python3 web/examples/chat_webhook.py 2> "$dir/bot.log" &
+bot=$!
+remote_port=$(free_port)
+token_file=$dir/api_token
+(umask 077; head -c 24 /dev/urandom | base64 | tr '+/' '-_' > "$token_file")
+target/release/visual_search_web --db "$c" --listen "0.0.0.0:$remote_port" --allow-remote --token-file "$token_file" \
+  --max-concurrent 1 > "$dir/remote.log" 2>&1 &
+remote=$!
+trap 'set +e; kill -CONT '"$drainer"' 2>/dev/null; kill '"$bot $remote"' 2>/dev/null; bash scripts/web.sh stop "$dir"; bash scripts/pgcluster.sh stop "$dir"' EXIT
+wait_port "$bot_port"
+node web/e2e/api.test.mjs bot "http://127.0.0.1:$bot_port/" pg_test/data/images/sneaker.png
+wait_port "$remote_port"
+node web/e2e/api.test.mjs token "http://127.0.0.1:$remote_port/" "$(cat "$token_file")"
+bash scripts/pgcluster.sh stop "$dir"
+node web/e2e/api.test.mjs down "$url"

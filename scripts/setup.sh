@@ -91,14 +91,14 @@ if ! echo "$LITE0_SHA  $LITE0/weights.safetensors" | sha256sum -c --status 2>/de
   rm -rf "$tmp"; trap - EXIT
 fi
 # The search page's browser test: playwright-core (pinned by web/e2e/package-lock.json) drives
-# Debian's chromium. Node.js comes with the machine; Debian's is the fallback.
+# Debian's chromium; the API test validates openapi.json with @seriousme/openapi-schema-validator. Node.js comes with the machine; Debian's is the fallback.
 if [ "${VS_SETUP_NO_BROWSER:-0}" != 1 ] && ! command -v npm >/dev/null; then
   log "apt-get install nodejs npm"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 e2e=$(cd "$(dirname "$0")/../web/e2e" && pwd)
-if [ "${VS_SETUP_NO_BROWSER:-0}" != 1 ] && [ ! -d "$e2e/node_modules/playwright-core" ]; then
-  log "npm ci in web/e2e (playwright-core)"
+if [ "${VS_SETUP_NO_BROWSER:-0}" != 1 ] && { [ ! -d "$e2e/node_modules/playwright-core" ] || [ ! -d "$e2e/node_modules/@seriousme/openapi-schema-validator" ]; }; then
+  log "npm ci in web/e2e (playwright-core, the OpenAPI validator)"
   (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 log "ready: cargo-pgrx $PGRX_VERSION, PostgreSQL $PG_MAJOR, libtorch $TORCH_VERSION at $LIBTORCH, efficientnet-lite0-imagenet"

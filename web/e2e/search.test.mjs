@@ -4,7 +4,7 @@
 // With a drainer's pid (stopped with SIGSTOP, new arrivals 300001..300003 and a broken upload
 // 300004 queued behind it), the page must show them pending, and after SIGCONT ready and failed.
 import { chromium } from 'playwright-core';
-import { deflateSync } from 'node:zlib';
+import { pixelBomb } from './images.mjs';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 
@@ -13,32 +13,6 @@ const [url, sneaker, out, drainer] = process.argv.slice(2);
 const twoModels = process.env.VS_E2E_MODELS === '2';
 if (!url || !sneaker || !out) throw new Error('usage: node search.test.mjs URL SNEAKER_PNG OUT_DIR');
 mkdirSync(out, { recursive: true });
-
-// A valid PNG of width×height grey pixels: tiny on disk, too many pixels for image_embed.
-function pixelBomb(width, height) {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (buf) => {
-    let c = 0xffffffff;
-    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type, data) => {
-    const body = Buffer.concat([Buffer.from(type), data]);
-    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-    const sum = Buffer.alloc(4); sum.writeUInt32BE(crc(body));
-    return Buffer.concat([len, body, sum]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; ihdr[9] = 0; // 8-bit greyscale
-  const raw = Buffer.alloc((width + 1) * height); // filter byte 0 + zero pixels per row
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
-}
 
 const check = (ok, what, detail) => {
   if (!ok) throw new Error(`${what}: ${detail}`);
@@ -130,7 +104,7 @@ try {
   await searched(() => first.click());
   const querySrc = await page.locator('#query img').getAttribute('src');
   const ids = await results.evaluateAll((cards) => cards.map((c) => c.dataset.id));
-  check(querySrc === `/image/${id}` && ids.length === 5 && !ids.includes(id), 'clicking a product searches by it',
+  check(querySrc === `/api/v1/products/${id}/image` && ids.length === 5 && !ids.includes(id), 'clicking a product searches by it',
     `product ${id} → ${ids.join(', ')}`);
 
   const error = page.locator('#error');

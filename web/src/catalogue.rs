@@ -1,7 +1,9 @@
 //! The catalogue as the page sees it: a few SQL statements over one table, run on a pool.
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::Serialize;
-use tokio_postgres::{error::SqlState, NoTls, Row};
+use tokio_postgres::{NoTls, Row};
+
+use crate::failure::{Failure, Kind};
 
 #[derive(Serialize)]
 pub struct Product {
@@ -35,6 +37,8 @@ pub struct Category {
 pub struct Model {
     pub name: String,
     pub column: String,
+    /// The length of the model's vectors, as `visual_search.models()` gives it.
+    pub dims: i32,
     #[serde(skip)]
     quoted: String,
 }
@@ -43,61 +47,6 @@ pub struct Model {
 pub enum Query<'a> {
     Photo(&'a [u8]),
     Product(i64),
-}
-
-/// A failure as the page shows it: the database's own message and SQLSTATE where it has one.
-#[derive(Debug)]
-pub struct Failure {
-    pub kind: Kind,
-    pub message: String,
-    pub sqlstate: Option<String>,
-}
-
-#[derive(Debug, PartialEq)]
-pub enum Kind {
-    /// The input was refused (undecodable or oversized image, unknown product).
-    BadInput,
-    NotFound,
-    /// The database could not be reached or failed on its own.
-    Unavailable,
-}
-
-impl Failure {
-    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Failure { kind, message: message.into(), sqlstate: None }
-    }
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => {
-                let code = db.code().code();
-                // Class 22 (data exception) and 54 (limits exceeded) are what image_embed raises
-                // for a bad or oversized photo: the user's doing, not the server's.
-                let kind = if code.starts_with("22") || code.starts_with("54") || *db.code() == SqlState::UNDEFINED_OBJECT {
-                    Kind::BadInput
-                } else {
-                    Kind::Unavailable
-                };
-                let mut message = db.message().to_string();
-                if let Some(d) = db.detail() {
-                    message = format!("{message} ({d})");
-                }
-                Failure { kind, message, sqlstate: Some(code.to_string()) }
-            }
-            None => Failure::new(Kind::Unavailable, format!("database unavailable: {e}")),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Failure {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            e => Failure::new(Kind::Unavailable, format!("database unavailable: {e}")),
-        }
-    }
 }
 
 pub struct Catalogue {
@@ -121,12 +70,34 @@ fn quote_table(table: &str) -> Result<String, String> {
     Ok(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join("."))
 }
 
+/// The database and its embedding service, as `GET /api/v1/health` reports them.
+#[derive(Serialize)]
+pub struct Health {
+    pub server_version: String,
+    pub extension_version: Option<String>,
+    /// `service` (one embedding service per server) or `backend` (each connection embeds).
+    pub embed_in: Option<String>,
+    pub service: Service,
+}
+
+/// `visual_search.service_stats()`: a service that is not running starts on the first embedding
+/// (or with the server, when preloaded), so "not running" alone is no failure.
+#[derive(Serialize)]
+pub struct Service {
+    pub running: bool,
+    pub pid: Option<i32>,
+    pub engine_error: Option<String>,
+    pub uptime_s: Option<f64>,
+    pub images: Option<i64>,
+    pub models_loaded: Option<Vec<String>>,
+}
+
 /// A model of `--model`: its name as image_embed takes it, its column a plain identifier.
 fn model(name: &str, column: &str) -> Result<Model, String> {
     if !vs_engine_api::manifest::valid_name(name) || !plain(column) {
         return Err(format!("--model {name}={column}: expected a model name and a column name in lower case"));
     }
-    Ok(Model { name: name.into(), column: column.into(), quoted: format!("\"{column}\"") })
+    Ok(Model { name: name.into(), column: column.into(), dims: 0, quoted: format!("\"{column}\"") })
 }
 
 impl Catalogue {
@@ -136,6 +107,8 @@ impl Catalogue {
         // instead of asking the vs_hnsw index.
         config.options("-c plan_cache_mode=force_custom_plan -c statement_timeout=30s");
         config.application_name("visual_search_web");
+        // A database that does not answer is reported as down, not waited for.
+        config.connect_timeout(std::time::Duration::from_secs(5));
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(size.max(1)).build().map_err(|e| e.to_string())?;
         let mut catalogue = Catalogue { pool, table: quote_table(table)?, models: Vec::new() };
@@ -154,6 +127,12 @@ impl Catalogue {
             }
             catalogue.models.push(m);
         }
+        let sql = "SELECT dims FROM visual_search.models() WHERE name = $1";
+        for m in &mut catalogue.models {
+            let row = client.query_opt(sql, &[&m.name]).await.map_err(|e| Failure::from(e).message)?;
+            m.dims =
+                row.and_then(|r| r.get::<_, Option<i32>>(0)).ok_or_else(|| format!("model {:?} is not installed in the database's model folder", m.name))?;
+        }
         let columns: Vec<&str> = catalogue.models.iter().map(|m| m.quoted.as_str()).collect();
         let sql = format!("SELECT id, name, category, image, {} FROM {} LIMIT 0", columns.join(", "), catalogue.table);
         client.query(&sql, &[]).await.map_err(|e| Failure::from(e).message)?;
@@ -165,10 +144,10 @@ impl Catalogue {
     }
 
     /// The model a search names, or the default.
-    fn model(&self, name: Option<&str>) -> Result<&Model, Failure> {
+    pub fn model(&self, name: Option<&str>) -> Result<&Model, Failure> {
         match name {
             None => Ok(&self.models[0]),
-            Some(n) => self.models.iter().find(|m| m.name == n).ok_or_else(|| Failure::new(Kind::BadInput, format!("this page has no model {n:?}"))),
+            Some(n) => self.models.iter().find(|m| m.name == n).ok_or_else(|| Failure::new(Kind::BadParameter, format!("this server has no model {n:?}"))),
         }
     }
 
@@ -253,6 +232,18 @@ impl Catalogue {
             }
         };
         Ok(rows.iter().map(product).collect())
+    }
+
+    pub async fn health(&self) -> Result<Health, Failure> {
+        let client = self.pool.get().await?;
+        // The function call loads the library, which defines the setting read next.
+        let sql = "SELECT running, pid, engine_error, uptime_s, images, models FROM visual_search.service_stats()";
+        let s = client.query_one(sql, &[]).await?;
+        let service = Service { running: s.get(0), pid: s.get(1), engine_error: s.get(2), uptime_s: s.get(3), images: s.get(4), models_loaded: s.get(5) };
+        let sql = "SELECT current_setting('server_version'), current_setting('visual_search.embed_in', true),
+                          (SELECT extversion FROM pg_extension WHERE extname = 'visual_search')";
+        let r = client.query_one(sql, &[]).await?;
+        Ok(Health { server_version: r.get(0), embed_in: r.get(1), extension_version: r.get(2), service })
     }
 
     pub async fn photo(&self, id: i64) -> Result<Vec<u8>, Failure> {

@@ -1,16 +1,23 @@
-//! `visual_search_web`: one page to search the catalogue by photo. It holds no model and no
-//! vectors: every answer is one SQL query (`image_embed` + `ORDER BY … LIMIT`) to the database.
+//! `visual_search_web`: one page to search the catalogue by photo, and the JSON API under
+//! `/api/v1` that the page and integrations call. It holds no model and no vectors: every answer
+//! is one SQL query (`image_embed` + `ORDER BY … LIMIT`) to the database.
+mod access;
+mod api;
 mod catalogue;
+mod failure;
 mod routes;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: visual_search_web --db CONNINFO [--listen 127.0.0.1:8088] [--table products]
-                         [--max-upload-mb 10] [--pool 4] [--model NAME=COLUMN ...]
+                         [--max-upload-mb 10] [--pool 4] [--max-concurrent 16] [--model NAME=COLUMN ...]
+                         [--token-file FILE] [--allow-remote]
 The table needs columns id, name, category, image (bytea) and embedding (embedding or halfembedding),
 the vectors of visual_search.default_model. Each --model adds a model whose vectors are in COLUMN:
-the page then answers with each, side by side.";
+the page then answers with each, side by side. With --token-file every request needs the header
+`Authorization: Bearer <the file's first line>`; a --listen address other than loopback needs
+--allow-remote and --token-file both.";
 
 pub struct Options {
     db: String,
@@ -18,6 +25,10 @@ pub struct Options {
     table: String,
     max_upload: usize,
     pool: usize,
+    /// Searches running or reading their photo at once; more wait for a slot.
+    max_concurrent: usize,
+    token_file: Option<std::path::PathBuf>,
+    allow_remote: bool,
     /// (model, column) beyond the default model's `embedding`.
     models: Vec<(String, String)>,
 }
@@ -29,6 +40,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         table: "products".into(),
         max_upload: 10 << 20,
         pool: 4,
+        max_concurrent: 16,
+        token_file: None,
+        allow_remote: false,
         models: Vec::new(),
     };
     while let Some(flag) = args.next() {
@@ -42,6 +56,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 o.max_upload = mb.clamp(1, 1024) << 20;
             }
             "--pool" => o.pool = value()?.parse().map_err(|e| format!("--pool: {e}"))?,
+            "--max-concurrent" => {
+                let n: usize = value()?.parse().map_err(|e| format!("--max-concurrent: {e}"))?;
+                o.max_concurrent = n.clamp(1, 1024);
+            }
+            "--token-file" => o.token_file = Some(value()?.into()),
+            "--allow-remote" => o.allow_remote = true,
             "--model" => {
                 let v = value()?;
                 let (name, column) = v.split_once('=').ok_or_else(|| format!("--model {v:?}: expected NAME=COLUMN"))?;
@@ -54,9 +74,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     if o.db.is_empty() {
         return Err("--db (or VS_WEB_DB) is required".into());
     }
-    // The page runs searches for whoever reaches it; it is meant for the shop's own machine.
-    if !o.listen.ip().is_loopback() {
-        return Err(format!("--listen {}: only loopback addresses are allowed", o.listen));
+    // Whoever reaches the server runs searches on the database: beyond the shop's own machine
+    // only with a token, and only when asked for in so many words.
+    if !o.listen.ip().is_loopback() && !o.allow_remote {
+        return Err(format!("--listen {}: only loopback addresses are allowed without --allow-remote", o.listen));
+    }
+    if o.allow_remote && o.token_file.is_none() {
+        return Err("--allow-remote needs --token-file: a server others can reach must ask for a token".into());
     }
     Ok(o)
 }
@@ -70,6 +94,13 @@ async fn main() -> ExitCode {
                 eprintln!("visual_search_web: {e}");
             }
             eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let token = match opts.token_file.as_deref().map(access::Token::read).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("visual_search_web: {e}");
             return ExitCode::from(2);
         }
     };
@@ -88,7 +119,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("visual_search_web: listening on http://{}/", listener.local_addr().map_or(opts.listen, |a| a));
-    let app = routes::router(catalogue, opts.max_upload);
+    let app = routes::router(catalogue, opts.max_upload, opts.max_concurrent, token);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -113,6 +144,12 @@ mod tests {
         assert!(parse(args(&["--db", "x", "--listen", "[::1]:9000"])).is_ok());
         let e = parse(args(&["--db", "x", "--listen", "0.0.0.0:9000"])).err().unwrap();
         assert!(e.contains("only loopback"), "{e}");
+        let e = parse(args(&["--db", "x", "--listen", "0.0.0.0:9000", "--allow-remote"])).err().unwrap();
+        assert!(e.contains("needs --token-file"), "{e}");
+        let e = parse(args(&["--db", "x", "--listen", "192.168.1.5:9000", "--token-file", "/t"])).err().unwrap();
+        assert!(e.contains("only loopback"), "{e}");
+        let o = parse(args(&["--db", "x", "--listen", "0.0.0.0:9000", "--allow-remote", "--token-file", "/t"])).ok().unwrap();
+        assert!(o.allow_remote && o.token_file.is_some());
     }
 
     #[test]

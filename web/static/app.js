@@ -11,7 +11,7 @@ function card(p) {
   li.dataset.category = p.category;
   li.title = 'find products like this one';
   const img = document.createElement('img');
-  img.src = `/image/${p.id}`;
+  img.src = p.image_url || `/api/v1/products/${p.id}/image`;
   img.alt = p.name;
   li.append(img);
   for (const [cls, text] of [['name', p.name], ['category', p.category],
@@ -78,10 +78,11 @@ function answerColumn(model, i) {
 
 async function ask(q, model, column) {
   const started = performance.now();
-  const found = q.photo
-    ? await call(`/api/search?${filterParams(model)}`, { method: 'POST', body: q.photo,
-                                                         headers: { 'Content-Type': 'application/octet-stream' } })
-    : await call(`/api/similar/${q.product.id}?${filterParams(model)}`);
+  // The page searches through the same API as any integration (/api/v1, see openapi.json).
+  const { results: found } = q.photo
+    ? await call(`/api/v1/search?${filterParams(model)}`, { method: 'POST', body: q.photo,
+                                                            headers: { 'Content-Type': 'application/octet-stream' } })
+    : await call(`/api/v1/products/${q.product.id}/similar?${filterParams(model)}`);
   column.querySelector('ol').replaceChildren(...found.map(card));
   const ms = Math.round(performance.now() - started);
   column.querySelector('.status').textContent = `${found.length} most similar products (${ms} ms)`;
@@ -97,7 +98,7 @@ async function search(q) {
     $('query').querySelector('figcaption').textContent = q.photo.name;
   } else {
     delete img.dataset.url;
-    img.src = `/image/${q.product.id}`;
+    img.src = `/api/v1/products/${q.product.id}/image`;
     $('query').querySelector('figcaption').textContent = q.product.name;
   }
   const asked = chosenModels();
