@@ -54,7 +54,7 @@ pub async fn require_token(State(token): State<Arc<Option<Token>>>, req: Request
     let Some(token) = token.as_ref() else {
         return next.run(req).await;
     };
-    let offered = req.headers().get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let offered = req.headers().get(header::AUTHORIZATION).and_then(|v| bearer(v.as_bytes()));
     match offered {
         Some(t) if token.matches(t) => next.run(req).await,
         Some(_) => Failure::new(Kind::Unauthorized, "the bearer token is not this server's").into_response(),
@@ -62,8 +62,14 @@ pub async fn require_token(State(token): State<Arc<Option<Token>>>, req: Request
     }
 }
 
-/// Requests that run SQL take a slot; beyond `--max-concurrent` they wait, then are turned away,
-/// so a flood queues in no unbounded list and cannot take every connection of the pool forever.
+/// The credentials of `Bearer <token>`; the scheme's name is case-insensitive (RFC 7235).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then(|| rest.trim_ascii())
+}
+
+/// Searches and the page's listings take a slot; beyond `--max-concurrent` they wait at most
+/// SLOT_WAIT, then are turned away, so a flood cannot hold every connection of the pool.
 pub async fn limit(State(slots): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(SLOT_WAIT, slots.acquire()).await {
         Ok(Ok(_permit)) => next.run(req).await,
@@ -90,6 +96,14 @@ mod tests {
         for wrong in [&b""[..], b"0123456789abcdef-toke", b"0123456789abcdef-tokenX", b"1123456789abcdef-token"] {
             assert!(!t.matches(wrong), "{wrong:?}");
         }
+    }
+
+    #[test]
+    fn bearer_scheme_in_any_case() {
+        assert_eq!(super::bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(super::bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(super::bearer(b"Basic abcdefg"), None);
+        assert_eq!(super::bearer(b"Bear"), None);
     }
 
     #[test]

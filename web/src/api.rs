@@ -22,7 +22,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What multipart/form-data adds around the photo: boundaries and a few part headers.
 const FRAMING: usize = 64 << 10;
 
-/// The routes that run SQL, behind the concurrency limit, and those that do not.
+/// The routes a client calls many of, behind the concurrency limit; and health and this
+/// document, which must answer while searches queue.
 pub fn routes() -> (Router<Arc<App>>, Router<Arc<App>>) {
     let searches = Router::new()
         .route("/api/v1/search", post(search))
@@ -50,15 +51,26 @@ impl Params {
         }
     }
     fn category(&self) -> Option<&str> {
-        self.category.as_deref().filter(|c| !c.is_empty())
+        given(&self.category)
     }
     fn model(&self) -> Option<&str> {
-        self.model.as_deref().filter(|m| !m.is_empty())
+        given(&self.model)
     }
 }
 
+/// A parameter that is present and not empty (`?category=` filters nothing, as the page sends it).
+pub fn given(p: &Option<String>) -> Option<&str> {
+    p.as_deref().filter(|v| !v.is_empty())
+}
+
 fn params(p: Result<Query<Params>, QueryRejection>) -> Result<Params, Failure> {
-    p.map(|Query(p)| p).map_err(|e| Failure::new(Kind::BadParameter, format!("query parameters: {}", e.body_text())))
+    let p = p.map(|Query(p)| p).map_err(|e| Failure::new(Kind::BadParameter, format!("query parameters: {}", e.body_text())))?;
+    // PostgreSQL text cannot hold NUL: refused here as the parameter it is, not as the bad image
+    // the database's 22021 would be taken for.
+    if [&p.category, &p.model].iter().any(|v| v.as_deref().is_some_and(|v| v.contains('\0'))) {
+        return Err(Failure::new(Kind::BadParameter, "a parameter holds a NUL character"));
+    }
+    Ok(p)
 }
 
 fn id(p: Result<Path<i64>, PathRejection>) -> Result<i64, Failure> {
@@ -68,8 +80,8 @@ fn id(p: Result<Path<i64>, PathRejection>) -> Result<i64, Failure> {
 #[derive(Serialize)]
 struct Found {
     id: i64,
-    name: String,
-    category: String,
+    name: Option<String>,
+    category: Option<String>,
     distance: Option<f64>,
     image_url: String,
 }
@@ -125,7 +137,8 @@ async fn photo(req: Request, limit: usize) -> Result<Bytes, Failure> {
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, cap)).await {
         Err(_) => return Err(Failure::new(Kind::Timeout, format!("the photo did not arrive within {} s", BODY_TIMEOUT.as_secs()))),
-        Ok(Err(_)) => return Err(too_large()),
+        Ok(Err(e)) if over_limit(&e) => return Err(too_large()),
+        Ok(Err(e)) => return Err(Failure::new(Kind::BadImage, format!("the upload ended early or is malformed: {e}"))),
         Ok(Ok(b)) => b,
     };
     let photo = if multipart { part(Request::from_parts(parts, bytes.into())).await? } else { bytes };
@@ -136,6 +149,19 @@ async fn photo(req: Request, limit: usize) -> Result<Bytes, Failure> {
         return Err(Failure::new(Kind::BadImage, "the photo is empty"));
     }
     Ok(photo)
+}
+
+/// Whether reading the body stopped at the limit, rather than at a client that went away or
+/// sent broken chunks.
+fn over_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 async fn part(req: Request) -> Result<Bytes, Failure> {
@@ -154,7 +180,7 @@ async fn part(req: Request) -> Result<Bytes, Failure> {
 }
 
 /// A product's stored photo, typed by its first bytes (the catalogue holds several formats).
-pub async fn image(State(app): State<Arc<App>>, id: Result<Path<i64>, PathRejection>) -> Result<Response, Failure> {
+async fn image(State(app): State<Arc<App>>, id: Result<Path<i64>, PathRejection>) -> Result<Response, Failure> {
     let bytes = app.catalogue.photo(self::id(id)?).await?;
     let kind = match bytes.as_slice() {
         [0x89, b'P', b'N', b'G', ..] => "image/png",

@@ -8,8 +8,9 @@ use crate::failure::{Failure, Kind};
 #[derive(Serialize)]
 pub struct Product {
     pub id: i64,
-    pub name: String,
-    pub category: String,
+    /// NULL where the table allows it: an answer says null rather than failing.
+    pub name: Option<String>,
+    pub category: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distance: Option<f64>,
     /// Listings only: "ready", "pending" (queued for the drainer) or "failed" (see `problem`).
@@ -110,7 +111,15 @@ impl Catalogue {
         // A database that does not answer is reported as down, not waited for.
         config.connect_timeout(std::time::Duration::from_secs(5));
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(size.max(1)).build().map_err(|e| e.to_string())?;
+        // A request waits for a connection as long as for a search slot, then hears the server is
+        // busy, rather than waiting behind a lock someone holds on the table.
+        let pool = Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .build()
+            .map_err(|e| e.to_string())?;
         let mut catalogue = Catalogue { pool, table: quote_table(table)?, models: Vec::new() };
         // Fail at start, not on the first visitor, when the database, table or a column is not there.
         let client = catalogue.pool.get().await.map_err(|e| Failure::from(e).message)?;
@@ -152,7 +161,8 @@ impl Catalogue {
     }
 
     pub async fn categories(&self) -> Result<Vec<Category>, Failure> {
-        let sql = format!("SELECT category, count(*) FROM {} GROUP BY 1 ORDER BY 1", self.table);
+        // A product without a category is in no category a filter could name.
+        let sql = format!("SELECT category, count(*) FROM {} WHERE category IS NOT NULL GROUP BY 1 ORDER BY 1", self.table);
         let rows = self.pool.get().await?.query(&sql, &[]).await?;
         Ok(rows.iter().map(|r| Category { name: r.get(0), products: r.get(1) }).collect())
     }
@@ -249,7 +259,7 @@ impl Catalogue {
     pub async fn photo(&self, id: i64) -> Result<Vec<u8>, Failure> {
         let sql = format!("SELECT image FROM {} WHERE id = $1::bigint", self.table);
         match self.pool.get().await?.query_opt(&sql, &[&id]).await? {
-            Some(r) => Ok(r.get(0)),
+            Some(r) => r.get::<_, Option<Vec<u8>>>(0).ok_or_else(|| Failure::new(Kind::NotFound, format!("product {id} has no photo"))),
             None => Err(Failure::new(Kind::NotFound, format!("no product {id}"))),
         }
     }

@@ -14,8 +14,8 @@ pub struct Failure {
 
 #[derive(Debug, PartialEq, Clone, Copy)]
 pub enum Kind {
-    /// The photo could not be read as an image (22P03 and the rest of class 22), or a body that
-    /// is not one.
+    /// The photo could not be read as an image (22P03 and the rest of class 22), is empty, or
+    /// came in a malformed body.
     BadImage,
     /// The upload, or the image inside it, is over a limit (the page's, or the server's 54000).
     TooLarge,
@@ -34,6 +34,8 @@ pub enum Kind {
     Busy,
     /// The database (or its embedding service) cannot be reached or is shutting down.
     Unavailable,
+    /// The statement ran past the server's statement_timeout (57014).
+    TimedOut,
     /// The database failed on its own, e.g. a model whose weights are missing.
     Internal,
 }
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
             Kind::Timeout => StatusCode::REQUEST_TIMEOUT,
             Kind::Busy | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +63,7 @@ impl Kind {
 fn kind_of(sqlstate: &str) -> Kind {
     match sqlstate {
         "42602" | "42704" => Kind::BadParameter, // a model name that is malformed or not installed
+        "57014" => Kind::TimedOut,
         s if s.starts_with("22") => Kind::BadImage,
         s if s.starts_with("54") => Kind::TooLarge,
         s if ["08", "53", "57", "58"].iter().any(|c| s.starts_with(c)) => Kind::Unavailable,
@@ -93,6 +97,7 @@ impl From<deadpool_postgres::PoolError> for Failure {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::Timeout(_) => Failure::new(Kind::Busy, "every database connection is busy; try again"),
             e => Failure::new(Kind::Unavailable, format!("database unavailable: {e}")),
         }
     }
@@ -111,6 +116,16 @@ impl IntoResponse for Failure {
     }
 }
 
+/// A handler that panicked answers 500 JSON like any other failure; the connection, its slot
+/// and its pool connection are released by the unwinding as before.
+pub async fn catch_panic(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => Failure::new(Kind::Internal, "the server failed on this request (see its log)").into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{kind_of, Kind};
@@ -123,6 +138,7 @@ mod tests {
             ("54000", Kind::TooLarge, 413),
             ("42704", Kind::BadParameter, 422),
             ("57P01", Kind::Unavailable, 503),
+            ("57014", Kind::TimedOut, 504),
             ("08006", Kind::Unavailable, 503),
             ("58000", Kind::Unavailable, 503),
             ("58P01", Kind::Unavailable, 503),

@@ -6,12 +6,14 @@ mod api;
 mod catalogue;
 mod failure;
 mod routes;
+mod serve;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: visual_search_web --db CONNINFO [--listen 127.0.0.1:8088] [--table products]
-                         [--max-upload-mb 10] [--pool 4] [--max-concurrent 16] [--model NAME=COLUMN ...]
+                         [--max-upload-mb 10] [--pool 4] [--max-concurrent 16] [--max-connections 256]
+                         [--model NAME=COLUMN ...]
                          [--token-file FILE] [--allow-remote]
 The table needs columns id, name, category, image (bytea) and embedding (embedding or halfembedding),
 the vectors of visual_search.default_model. Each --model adds a model whose vectors are in COLUMN:
@@ -27,6 +29,8 @@ pub struct Options {
     pool: usize,
     /// Searches running or reading their photo at once; more wait for a slot.
     max_concurrent: usize,
+    /// Open connections at once; more are closed as they arrive.
+    max_connections: usize,
     token_file: Option<std::path::PathBuf>,
     allow_remote: bool,
     /// (model, column) beyond the default model's `embedding`.
@@ -41,6 +45,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         max_upload: 10 << 20,
         pool: 4,
         max_concurrent: 16,
+        max_connections: 256,
         token_file: None,
         allow_remote: false,
         models: Vec::new(),
@@ -59,6 +64,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--max-concurrent" => {
                 let n: usize = value()?.parse().map_err(|e| format!("--max-concurrent: {e}"))?;
                 o.max_concurrent = n.clamp(1, 1024);
+            }
+            "--max-connections" => {
+                let n: usize = value()?.parse().map_err(|e| format!("--max-connections: {e}"))?;
+                o.max_connections = n.clamp(1, 65536);
             }
             "--token-file" => o.token_file = Some(value()?.into()),
             "--allow-remote" => o.allow_remote = true,
@@ -123,7 +132,7 @@ async fn main() -> ExitCode {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = serve::serve(listener, app, opts.max_connections, shutdown).await {
         eprintln!("visual_search_web: {e}");
         return ExitCode::FAILURE;
     }

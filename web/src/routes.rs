@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Query as Params, State};
 use axum::http::header;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -30,17 +30,22 @@ pub fn router(catalogue: Catalogue, max_upload: usize, max_concurrent: usize, to
         .route("/", get(|| async { page("text/html; charset=utf-8", include_str!("../static/index.html")) }))
         .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", include_str!("../static/app.js")) }))
         .route("/style.css", get(|| async { page("text/css; charset=utf-8", include_str!("../static/style.css")) }))
-        .route("/api/categories", get(categories))
-        .route("/api/products", get(products))
-        .route("/api/queue", get(queue))
         .route("/api/models", get(models))
-        .merge(searches.layer(from_fn_with_state(slots, access::limit)))
+        .merge(
+            Router::new()
+                .route("/api/categories", get(categories))
+                .route("/api/products", get(products))
+                .route("/api/queue", get(queue))
+                .merge(searches)
+                .layer(from_fn_with_state(slots, access::limit)),
+        )
         .merge(others)
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         // The upload limit is applied by the API itself, before and while it reads a body.
         .layer(DefaultBodyLimit::disable())
         .with_state(app)
+        .layer(from_fn(crate::failure::catch_panic))
         .layer(from_fn_with_state(Arc::new(token), access::require_token))
 }
 
@@ -61,7 +66,7 @@ async fn categories(State(app): Shared) -> Result<Response, Failure> {
 }
 
 async fn products(State(app): Shared, Params(f): Params<Filter>) -> Result<Response, Failure> {
-    let category = f.category.as_deref().filter(|c| !c.is_empty());
+    let category = api::given(&f.category);
     Ok(Json(app.catalogue.sample(category, f.n.unwrap_or(24).clamp(1, 100), f.newest.unwrap_or(false)).await?).into_response())
 }
 
