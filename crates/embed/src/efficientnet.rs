@@ -74,6 +74,18 @@ impl nn::ModuleT for MbConv {
     }
 }
 
+/// The stem and the first `stages` MBConv stages: how many leading layers of `layers` they are,
+/// and the name prefixes of their tensors (what fine-tuning freezes).
+pub fn leading(stages: usize) -> Result<(usize, Vec<String>), String> {
+    if stages > STAGES.len() {
+        return Err(format!("efficientnet-lite0 has {} stages, not {stages}", STAGES.len()));
+    }
+    let blocks: usize = STAGES[..stages].iter().map(|s| s.0).sum();
+    let mut prefixes = vec!["_conv_stem.".to_string(), "_bn0.".to_string()];
+    prefixes.extend((0..blocks).map(|b| format!("_blocks.{b}.")));
+    Ok((1 + blocks, prefixes))
+}
+
 /// Stem, the 16 blocks and the head, one layer each.
 pub fn layers(p: &nn::Path) -> Vec<Layer> {
     let mut out = vec![Layer(Box::new(ConvBn::new(p, "_conv_stem", "_bn0", 3, STEM, 3, 2, 1, true)))];

@@ -1,7 +1,7 @@
 //! Image → vector: decode (image crate, limits) → preprocess (manifest) → model (tch) → vector.
 //! Each step is one module; the extension's `embed` glues them to SQL.
 
-mod conv;
+pub mod conv;
 pub mod cuda;
 pub mod decode;
 mod efficientnet;

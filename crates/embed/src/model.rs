@@ -42,16 +42,39 @@ pub fn layers(p: &nn::Path, width: f64, batch_norm: bool) -> Vec<Layer> {
     out
 }
 
-/// The convolutional part of VGG16 as one module (training runs it whole).
-pub fn features(p: &nn::Path, width: f64, batch_norm: bool) -> nn::SequentialT {
-    layers(p, width, batch_norm).into_iter().fold(nn::seq_t(), |seq, l| seq.add(l))
-}
-
 /// The layers of the network a manifest names.
 pub fn network(p: &nn::Path, m: &Manifest) -> Vec<Layer> {
     match m.arch() {
         Architecture::Vgg16 => layers(p, m.width, m.batch_norm),
         Architecture::EfficientNetLite0 => super::efficientnet::layers(p),
+    }
+}
+
+/// The stem and the first `stages` stages of the network a manifest names (VGG16: no stem, five
+/// blocks that each end in a max pool; EfficientNet-Lite0: the first convolution and seven MBConv
+/// stages): how many leading layers of `network` they are, and the name prefixes of their
+/// tensors. Fine-tuning freezes them.
+pub fn leading_stages(m: &Manifest, stages: usize) -> Result<(usize, Vec<String>), String> {
+    match m.arch() {
+        Architecture::EfficientNetLite0 => super::efficientnet::leading(stages),
+        Architecture::Vgg16 => {
+            let blocks = VGG16.iter().filter(|&&c| c == 0).count();
+            if stages > blocks {
+                return Err(format!("vgg16 has {blocks} blocks, not {stages}"));
+            }
+            // `layers` pushes conv, [BatchNorm,] ReLU per channel entry and one pool per 0; its
+            // tensors are named features.<position>.
+            let per_conv = if m.batch_norm { 3 } else { 2 };
+            let (mut n, mut pools) = (0, 0);
+            for &c in VGG16.iter() {
+                if pools == stages {
+                    break;
+                }
+                n += if c == 0 { 1 } else { per_conv };
+                pools += (c == 0) as usize;
+            }
+            Ok((n, (0..n).map(|i| format!("features.{i}.")).collect()))
+        }
     }
 }
 

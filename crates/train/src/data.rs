@@ -9,6 +9,8 @@ pub struct Catalogue {
     pub images: Vec<RgbImage>,
     pub labels: Vec<i64>,
     pub classes: Vec<String>,
+    /// What the images are, for the written manifest's `source`.
+    pub source: String,
 }
 
 const LIMITS: DecodeLimits = DecodeLimits { max_bytes: 50 << 20, max_pixels: 40_000_000 };
@@ -26,7 +28,13 @@ pub fn fashion_mnist(dir: &Path, split: &str, limit: Option<usize>) -> Result<Ca
             })
         })
         .collect();
-    Ok(Catalogue { images, labels: fm.labels.iter().map(|&l| l as i64).collect(), classes: vs_fashion::CLASSES.iter().map(|s| s.to_string()).collect() })
+    let source = format!("Fashion-MNIST ({} {split} images)", fm.len());
+    Ok(Catalogue {
+        images,
+        labels: fm.labels.iter().map(|&l| l as i64).collect(),
+        classes: vs_fashion::CLASSES.iter().map(|s| s.to_string()).collect(),
+        source,
+    })
 }
 
 /// A folder of category folders of images (any format image_embed reads).
@@ -38,7 +46,7 @@ pub fn folder(dir: &Path) -> Result<Catalogue, String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     classes.sort();
-    let mut cat = Catalogue { images: vec![], labels: vec![], classes: classes.clone() };
+    let mut cat = Catalogue { images: vec![], labels: vec![], classes: classes.clone(), source: String::new() };
     for (label, class) in classes.iter().enumerate() {
         let mut files: Vec<_> = std::fs::read_dir(dir.join(class)).unwrap().flatten().map(|e| e.path()).collect();
         files.sort();
@@ -53,6 +61,7 @@ pub fn folder(dir: &Path) -> Result<Catalogue, String> {
             }
         }
     }
+    cat.source = format!("{} images of the folder {}", cat.images.len(), dir.display());
     Ok(cat)
 }
 
@@ -63,7 +72,7 @@ pub fn query(conninfo: &str, query: &str) -> Result<Catalogue, String> {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let mut cat = Catalogue { images: vec![], labels: vec![], classes: vec![] };
+    let mut cat = Catalogue { images: vec![], labels: vec![], classes: vec![], source: String::new() };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let (img, label) = line.split_once('\t').ok_or("the query must return (image bytea, label)")?;
         let hex = img.strip_prefix("\\\\x").ok_or("the first column must be bytea")?;
@@ -85,5 +94,6 @@ pub fn query(conninfo: &str, query: &str) -> Result<Catalogue, String> {
         cat.images.push(img);
         cat.labels.push(label as i64);
     }
+    cat.source = format!("{} rows of a query", cat.images.len());
     Ok(cat)
 }

@@ -1,26 +1,28 @@
-//! Trains VGG16 (torchvision layout, optional width multiplier and BatchNorm) on a labelled
-//! catalogue and writes a model `image_embed` loads. Free of pgrx; the CLI is `src/main.rs`.
+//! Trains VGG16 (torchvision layout, optional width multiplier and BatchNorm) or EfficientNet-Lite0
+//! on a labelled catalogue, from scratch or fine-tuning ImageNet weights, and writes a model
+//! `image_embed` loads. Free of pgrx; the CLI is `src/main.rs`.
 //!
 //! Training sees exactly the input `image_embed` will: the same decoder and the same Pillow-exact
 //! resize/crop/normalise of `vs_embed::preprocess`, from the manifest being written.
 
 pub mod data;
+pub mod net;
 
 use data::Catalogue;
+use net::{Init, Net, Shape};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{nn, nn::ModuleT, nn::OptimizerConfig, Device, Kind, Tensor};
-use vs_embed::manifest::{Manifest, Output, Pooling, Weights};
-use vs_embed::model::{features, sha256_hex};
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use vs_embed::manifest::{Architecture, Manifest, Output, Pooling, Weights};
+use vs_embed::model::sha256_hex;
 use vs_embed::preprocess::{to_input, Preprocess};
 
 #[derive(Clone, Debug)]
 pub struct Config {
     pub name: String,
     pub out: PathBuf,
-    pub width: f64,
-    pub batch_norm: bool,
+    pub shape: Shape,
     pub input: Preprocess,
     pub normalize: bool,
     pub epochs: usize,
@@ -30,8 +32,13 @@ pub struct Config {
     pub seed: u64,
     pub threads: i32,
     pub device: Device,
-    /// Start from these weights (fine-tuning); matching tensors are copied, the rest stay random.
-    pub init: Option<PathBuf>,
+    /// Start from these weights (fine-tuning); matching tensors are copied, the rest (the
+    /// classifier head) stay random.
+    pub init: Option<Init>,
+    /// Train nothing of the stem and the first N stages (0: train every layer).
+    pub freeze_stages: usize,
+    /// Also write the model as `<name>-epoch<K>` after each of these epochs.
+    pub save_after: Vec<usize>,
     /// Stop after this many optimiser steps in total (tests, smoke runs).
     pub max_steps: Option<usize>,
     pub augment: bool,
@@ -48,6 +55,8 @@ pub struct Report {
     pub train_accuracy: f64,
     pub test_accuracy: Option<f64>,
     pub seconds: f64,
+    /// Wall time of each epoch run, its test evaluation included.
+    pub epoch_seconds: Vec<f64>,
     pub model_dir: PathBuf,
 }
 
@@ -102,7 +111,7 @@ fn augment(x: &Tensor, rng: &mut Rng, background: &[f32; 3]) -> Tensor {
     Tensor::stack(&rows, 0)
 }
 
-fn accuracy(net: &nn::SequentialT, head: &nn::Linear, x: &Tensor, y: &Tensor, device: Device) -> f64 {
+fn accuracy(net: &Net, x: &Tensor, y: &Tensor, device: Device) -> f64 {
     let _g = tch::no_grad_guard();
     let n = x.size()[0];
     let mut correct = 0i64;
@@ -110,7 +119,7 @@ fn accuracy(net: &nn::SequentialT, head: &nn::Linear, x: &Tensor, y: &Tensor, de
     while i < n {
         let b = (n - i).min(512);
         let xb = x.narrow(0, i, b).to_device(device);
-        let logits = net.forward_t(&xb, false).mean_dim([2i64, 3].as_slice(), false, Kind::Float).apply(head);
+        let logits = net.logits(&xb, false);
         correct += logits.argmax(1, false).to_device(Device::Cpu).eq_tensor(&y.narrow(0, i, b)).sum(Kind::Int64).int64_value(&[]);
         i += b;
     }
@@ -127,21 +136,39 @@ pub fn train(cfg: &Config, train_set: &Catalogue, test_set: Option<&Catalogue>) 
     let started = Instant::now();
     tch::set_num_threads(cfg.threads);
     let classes = train_set.classes.len() as i64;
-    let (x, _, _) = inputs(train_set, &cfg.input);
+    let (mut x, _, _) = inputs(train_set, &cfg.input);
     let y = Tensor::from_slice(&train_set.labels);
-    let test = test_set.map(|t| (inputs(t, &cfg.input).0, Tensor::from_slice(&t.labels)));
+    let mut test = test_set.map(|t| (inputs(t, &cfg.input).0, Tensor::from_slice(&t.labels)));
     let mut vs = nn::VarStore::new(cfg.device);
-    let channels = vs_embed::manifest::scaled(512, cfg.width);
-    let (net, head) = {
+    // The manifest being trained to: the layers it names are those image_embed will run.
+    let target = manifest(cfg, &cfg.name, train_set, String::new());
+    let mut net = {
         let _init = vs_embed::model::INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(cfg.seed as i64);
-        let net = features(&vs.root(), cfg.width, cfg.batch_norm);
-        (net, nn::linear(vs.root() / "head", channels, classes, Default::default()))
+        Net::new(&vs, &target, classes, cfg.freeze_stages)?
     };
     if let Some(init) = &cfg.init {
-        let missing = vs.load_partial(init).map_err(|e| format!("{}: {e}", init.display()))?;
+        let missing = vs.load_partial(&init.weights).map_err(|e| format!("{}: {e}", init.weights.display()))?;
+        // The head is new; anything else missing means the file is not this network.
+        if let Some(m) = missing.iter().find(|n| !n.starts_with("head.")) {
+            return Err(format!("{}: tensor {m} is missing: these weights are not {}", init.weights.display(), target.architecture));
+        }
         if !cfg.quiet {
-            eprintln!("started from {} ({} tensors kept random)", init.display(), missing.len());
+            eprintln!("started from {} (the {} head tensors random)", init.weights.display(), missing.len());
+        }
+    }
+    // Augmentation changes the input of every step; without it the frozen part runs once.
+    if cfg.freeze_stages > 0 && !cfg.augment {
+        let t = Instant::now();
+        let mut sets = vec![&x];
+        sets.extend(test.as_ref().map(|(tx, _)| tx));
+        let mut out = net.cache_frozen(&sets, cfg.device).into_iter();
+        x = out.next().expect("the training set");
+        if let (Some((tx, _)), Some(f)) = (test.as_mut(), out.next()) {
+            *tx = f;
+        }
+        if !cfg.quiet {
+            eprintln!("frozen layers run once over every image: {:?} each, {:.0} s", &x.size()[1..], t.elapsed().as_secs_f64());
         }
     }
     // Resume: weights and the number of epochs done; the data order of each epoch depends on the
@@ -190,7 +217,7 @@ pub fn train(cfg: &Config, train_set: &Catalogue, test_set: Option<&Catalogue>) 
                 xb = augment(&xb, &mut rng, &background);
             }
             let yb = y.index_select(0, &idx).to_device(cfg.device);
-            let logits = net.forward_t(&xb.to_device(cfg.device), true).mean_dim([2i64, 3].as_slice(), false, Kind::Float).apply(&head);
+            let logits = net.logits(&xb.to_device(cfg.device), true);
             let loss = logits.cross_entropy_for_logits(&yb);
             opt.backward_step(&loss);
             let l = loss.double_value(&[]);
@@ -218,14 +245,20 @@ pub fn train(cfg: &Config, train_set: &Catalogue, test_set: Option<&Catalogue>) 
         report.epochs_done = epoch + 1;
         report.train_accuracy = correct as f64 / seen.max(1) as f64;
         if let Some((tx, ty)) = &test {
-            let acc = accuracy(&net, &head, tx, ty, cfg.device);
+            let acc = accuracy(&net, tx, ty, cfg.device);
             report.test_accuracy = Some(acc);
             if !cfg.quiet {
                 eprint!(" test acc {acc:.4}");
             }
         }
+        report.epoch_seconds.push(t_epoch.elapsed().as_secs_f64());
         if !cfg.quiet {
             eprintln!(" ({:.0} s)", t_epoch.elapsed().as_secs_f64());
+        }
+        if cfg.save_after.contains(&(epoch + 1)) && epoch + 1 < cfg.epochs {
+            let name = format!("{}-epoch{}", cfg.name, epoch + 1);
+            write_model(cfg, &name, train_set, epoch + 1, &mut vs)?;
+            vs.set_device(cfg.device);
         }
         std::fs::create_dir_all(&cfg.out).map_err(|e| e.to_string())?;
         vs.save(ckpt.with_extension("safetensors")).map_err(|e| e.to_string())?;
@@ -237,35 +270,63 @@ pub fn train(cfg: &Config, train_set: &Catalogue, test_set: Option<&Catalogue>) 
         report.first_loss = losses[..tenth].iter().sum::<f64>() / tenth as f64;
         report.last_loss = losses[losses.len() - tenth..].iter().sum::<f64>() / tenth as f64;
     }
-    report.model_dir = write_model(cfg, &mut vs)?;
+    report.model_dir = write_model(cfg, &cfg.name, train_set, report.epochs_done, &mut vs)?;
     let _ = std::fs::remove_file(ckpt.with_extension("safetensors"));
     let _ = std::fs::remove_file(ckpt.with_extension("epoch"));
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-fn write_model(cfg: &Config, vs: &mut nn::VarStore) -> Result<PathBuf, String> {
-    let dir = cfg.out.join(&cfg.name);
+/// The manifest of the model being trained, `sha256` its weights' (empty before they exist).
+fn manifest(cfg: &Config, name: &str, data: &Catalogue, sha256: String) -> Manifest {
+    let arch = Architecture::NAMES.iter().find(|(_, a)| *a == cfg.shape.arch).map(|(n, _)| n.to_string()).unwrap_or_default();
+    let description = match cfg.shape.arch {
+        Architecture::Vgg16 => {
+            format!("VGG16 (width {}, batch norm {}) trained by visual_search's train command, seed {}", cfg.shape.width, cfg.shape.batch_norm, cfg.seed)
+        }
+        Architecture::EfficientNetLite0 => format!("EfficientNet-Lite0 trained by visual_search's train command, seed {}", cfg.seed),
+    };
+    let (licence, source) = match &cfg.init {
+        None => (String::new(), format!("visual_search's train command on {}", data.source)),
+        Some(init) => {
+            let from = match &init.manifest {
+                Some(m) if m.source.is_empty() => m.name.clone(),
+                Some(m) => format!("{} ({})", m.name, m.source),
+                None => init.weights.display().to_string(),
+            };
+            let frozen = if cfg.freeze_stages > 0 { format!(", stem and first {} stages frozen", cfg.freeze_stages) } else { String::new() };
+            // Fine-tuned weights are a derivative of the weights they started from.
+            let licence = init.manifest.as_ref().map(|m| m.licence.clone()).unwrap_or_default();
+            (licence, format!("fine-tuned by visual_search's train command from {from} on {}{frozen}", data.source))
+        }
+    };
+    let mut m = Manifest {
+        name: name.to_string(),
+        architecture: arch,
+        width: cfg.shape.width,
+        batch_norm: cfg.shape.batch_norm,
+        input: cfg.input.clone(),
+        output: Output { pooling: Pooling::Avg, normalize: cfg.normalize },
+        dims: 0,
+        weights: Weights { file: "weights.safetensors".into(), sha256 },
+        description,
+        licence,
+        source,
+    };
+    m.dims = m.last_channels() as usize;
+    m
+}
+
+fn write_model(cfg: &Config, name: &str, data: &Catalogue, epochs: usize, vs: &mut nn::VarStore) -> Result<PathBuf, String> {
+    let dir = cfg.out.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     vs.set_device(Device::Cpu);
     let weights = dir.join("weights.safetensors");
     vs.save(&weights).map_err(|e| e.to_string())?;
     let sha = sha256_hex(&std::fs::read(&weights).map_err(|e| e.to_string())?);
-    let channels = vs_embed::manifest::scaled(512, cfg.width) as usize;
-    let manifest = Manifest {
-        name: cfg.name.clone(),
-        architecture: "vgg16".into(),
-        width: cfg.width,
-        batch_norm: cfg.batch_norm,
-        input: cfg.input.clone(),
-        output: Output { pooling: Pooling::Avg, normalize: cfg.normalize },
-        dims: channels,
-        weights: Weights { file: "weights.safetensors".into(), sha256: sha },
-        description: format!("VGG16 (width {}, batch norm {}) trained by visual_search's train command, seed {}", cfg.width, cfg.batch_norm, cfg.seed),
-        licence: String::new(),
-        source: "visual_search's train command".into(),
-    };
-    let json = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?;
+    let mut m = manifest(cfg, name, data, sha);
+    m.source = format!("{}, {epochs} epoch{}", m.source, if epochs == 1 { "" } else { "s" });
+    let json = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;
     Ok(dir)
 }
@@ -275,17 +336,19 @@ pub fn default_out() -> PathBuf {
 }
 
 #[cfg(test)]
+mod transfer_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use vs_embed::decode::DecodeLimits;
     use vs_embed::model::Model;
 
-    fn config(out: &Path) -> Config {
+    pub(crate) fn config(out: &Path) -> Config {
         Config {
             name: "tiny-trained".into(),
             out: out.to_path_buf(),
-            width: 1.0 / 16.0,
-            batch_norm: true,
+            shape: Shape { arch: Architecture::Vgg16, width: 1.0 / 16.0, batch_norm: true },
             input: Preprocess { resize: Some(32), crop: Some(32), mean: [0.286; 3], std: [0.353; 3] },
             normalize: true,
             epochs: 4,
@@ -296,6 +359,8 @@ mod tests {
             threads: 2,
             device: Device::Cpu,
             init: None,
+            freeze_stages: 0,
+            save_after: vec![],
             max_steps: Some(40),
             augment: false,
             quiet: true,
@@ -393,7 +458,7 @@ mod tests {
         let first = train(&config(&out), &train_set, None).unwrap();
         let mut cfg = config(&out);
         cfg.name = "tuned".into();
-        cfg.init = Some(first.model_dir.join("weights.safetensors"));
+        cfg.init = Some(Init { weights: first.model_dir.join("weights.safetensors"), manifest: None });
         cfg.max_steps = Some(10);
         let tuned = train(&cfg, &train_set, None).unwrap();
         assert!(tuned.first_loss < first.first_loss * 0.8, "{} vs {}", tuned.first_loss, first.first_loss);
