@@ -247,7 +247,7 @@ fn a_client_that_leaves_does_not_disturb_the_others() {
     }
 
     // A batch whose only client leaves while it runs is withdrawn (and stopped early).
-    let before = st.dropped;
+    let (before, images_before) = (st.dropped, st.images);
     let mut quitter = s.connect();
     quitter.send("tiny-vgg16", &vec![&chelsea[..]; 128]);
     std::thread::sleep(Duration::from_millis(100));
@@ -257,8 +257,10 @@ fn a_client_that_leaves_does_not_disturb_the_others() {
     drop(quitter);
     assert!(vectors(&other.embed("tiny-vgg16", &[&rocket])) == [expected[1].clone()]);
     let st = s.stats();
+    // Unanswered at the peek, the batch may still finish before the service sees the client go
+    // (seen once in CI: all 128 embedded, nothing dropped); then it ran whole, for no one.
     if unanswered {
-        assert_eq!(st.dropped, before + 1, "{st:?}");
+        assert!(st.dropped == before + 1 || st.images >= images_before + 128 + 1, "{st:?}");
     }
     assert_eq!(st.requests, 7);
 }
