@@ -25,7 +25,8 @@ RESET enable_seqscan;
 -- 0.3.0: Hamming distance moves to the extension's own schema, the plpgsql functions pin
 -- their search_path, the index checks are no longer executable by PUBLIC; 0.4.0: the
 -- embedding service's statistics; 0.5.0: models() shows input size, licence and source; 0.6.0:
--- pgvector's ||, subvector, l2_norm and L1 opclass, the types' category, pgvector_casts()
+-- pgvector's ||, subvector, l2_norm and L1 opclass, the types' category, pgvector_casts();
+-- 0.7.0: no SQL changes (vs_hnsw writes 6-byte neighbour slots, and reads the 12-byte ones)
 ALTER EXTENSION visual_search UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'visual_search';
 \i :members

@@ -119,8 +119,11 @@ unsafe extern "C-unwind" fn callback<T: SqlScalar>(
 }
 
 /// Vectors per parallel batch: enough to keep the threads busy, few enough that the batch's
-/// nodes (which do not see each other's searches) stay a small part of the graph.
-const BATCH: usize = 512;
+/// nodes (which do not see each other's searches) stay a small part of the graph. Each node
+/// also measures the batch's earlier ones, and a batch's merges come after all its searches,
+/// when what they read has left the cache: over 100,000 × 128 on 2 threads 512 took 10.8 s,
+/// 64 took 9.3 s (a serial build 11.1 s).
+const BATCH: usize = 64;
 
 fn insert_pending<T>(st: &mut State<T>) {
     if let Some(g) = st.graph.as_mut() {
@@ -149,9 +152,9 @@ unsafe fn flush<T: SqlScalar>(st: &mut State<T>) {
         unsafe { w.finish() };
     }
     let mut graph = st.graph.take().unwrap_or_else(|| Graph::new(st.meta.dim as usize, st.meta.opclass.graph_metric(), st.params));
-    graph.finish();
+    graph.finish_on((st.threads > 1).then(|| crate::glue::pool(st.threads)).as_deref());
     st.in_memory = false;
-    let m = st.meta.m as usize;
+    let m = st.meta.shape();
     let esize = std::mem::size_of::<T>();
     unsafe {
         pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE);
@@ -190,7 +193,7 @@ unsafe fn flush<T: SqlScalar>(st: &mut State<T>) {
             let level = graph.level(i);
             let mut lists = vec![0u8; tuple::lists_size(level, m)];
             for layer in 0..=level {
-                let ns: Vec<(Id, f32)> = graph.neighbours(i, layer).iter().map(|&x| (ids[x as usize], graph.distance_between(i, x, f32::INFINITY))).collect();
+                let ns: Vec<Id> = graph.neighbours(i, layer).iter().map(|&x| ids[x as usize]).collect();
                 tuple::set_neighbours(&mut lists, level, m, layer, &ns);
             }
             let v: Vec<T> = graph.vector(i).iter().map(|&x| T::from_f32(x)).collect();

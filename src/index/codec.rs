@@ -12,7 +12,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode::*;
 use vs_hnsw::metric::Metric;
 use vs_hnsw::select::copy_floor;
-use vs_hnsw::tuple::ElementTuple;
+use vs_hnsw::tuple::{ElementTuple, Shape};
 use vs_vector::kernels;
 
 pub const MAX_DIM_F32: usize = 2000;
@@ -98,8 +98,8 @@ fn cast<U>(bytes: &[u8]) -> &[U] {
 }
 
 /// An element's vector as `T` (f32 ones stored packed as f16 are widened back, exactly).
-pub fn vector_of<T: SqlScalar>(e: &ElementTuple, m: usize) -> Vec<T> {
-    let bytes = e.vector_bytes(m);
+pub fn vector_of<T: SqlScalar>(e: &ElementTuple, s: Shape) -> Vec<T> {
+    let bytes = e.vector_bytes(s);
     if !e.packed() {
         return cast::<T>(bytes).to_vec();
     }
@@ -112,8 +112,8 @@ pub fn vector_of<T: SqlScalar>(e: &ElementTuple, m: usize) -> Vec<T> {
 
 /// Distance from `q` to an element as the graph orders them (see `distance`), possibly
 /// stopping early above `bound`; None when the dimensions differ.
-pub fn distance_to<T: SqlScalar>(op: Opclass, q: &[T], e: &ElementTuple, m: usize, bound: f32) -> Option<f32> {
-    let bytes = e.vector_bytes(m);
+pub fn distance_to<T: SqlScalar>(op: Opclass, q: &[T], e: &ElementTuple, s: Shape, bound: f32) -> Option<f32> {
+    let bytes = e.vector_bytes(s);
     if e.packed() {
         // Only f32 indexes pack.
         let (q, v) = (cast::<f32>(as_bytes(q)), cast::<f16>(bytes));

@@ -82,9 +82,10 @@ pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v
             }
         }
 
-        let mut lists = vec![0u8; tuple::lists_size(level, m)];
+        let shape = meta.shape();
+        let mut lists = vec![0u8; tuple::lists_size(level, shape)];
         for (layer, ns) in chosen.iter().enumerate() {
-            tuple::set_neighbours(&mut lists, level, m, layer, &ns.iter().map(|s| (s.1, s.0)).collect::<Vec<_>>());
+            tuple::set_neighbours(&mut lists, level, shape, layer, &ns.iter().map(|s| s.1).collect::<Vec<_>>());
         }
         let (bytes, packed) = match &quant {
             Some(q) => (q.encode(v), false),
@@ -107,12 +108,12 @@ pub unsafe fn insert<T: SqlScalar>(index: pg_sys::Relation, heap_tid: [u8; 6], v
             t
         };
         let id = if item_room(tuple::HEADER + lists.len() + bytes.len()) <= page_capacity() {
-            let mut t = mark(tuple::element(heap_tid, level, m, &bytes, None));
-            tuple::inline_lists_mut(&mut t, m).copy_from_slice(&lists);
+            let mut t = mark(tuple::element(heap_tid, level, shape, &bytes, None));
+            tuple::inline_lists_mut(&mut t, shape).copy_from_slice(&lists);
             page::place(index, &[&t])[0]
         } else {
             let loc = page::place(index, &[&tuple::lists_tuple(&lists, &bytes[head..])])[0];
-            page::place(index, &[&mark(tuple::element(heap_tid, level, m, &bytes[..head], Some(loc)))])[0]
+            page::place(index, &[&mark(tuple::element(heap_tid, level, shape, &bytes[..head], Some(loc)))])[0]
         };
         link(&mut store, id, &chosen);
         if meta.entry == NO_ENTRY || level > meta.entry_level as usize {

@@ -10,9 +10,13 @@ use vs_hnsw::tuple::{self, Id};
 
 pub const META_BLOCK: u32 = 0;
 const MAGIC: u32 = 0x7673_686e; // "vshn"
-/// 1: vectors in the elements; 2: RaBitQ codes (`quantize`), with the quantizer's fields.
+/// 1: vectors in the elements; 2: RaBitQ codes (`quantize`), with the quantizer's fields. Both
+/// with 12-byte neighbour slots (`Shape::wide`), as written before 0.7; 3 and 4 are the same
+/// with 6-byte slots.
 const VERSION: u32 = 1;
 const VERSION_QUANTIZED: u32 = 2;
+const VERSION_COMPACT: u32 = 3;
+const VERSION_COMPACT_QUANTIZED: u32 = 4;
 /// The heavyweight lock that inserts hold shared and VACUUM takes exclusively, on a block
 /// number that is never a page, so VACUUM can wait out inserts that began before it marked
 /// elements deleted.
@@ -55,6 +59,8 @@ pub struct Meta {
     pub last_block: u32,
     /// Elements hold RaBitQ codes (`WITH (quantize = on)`).
     pub quant: Option<QuantMeta>,
+    /// 12-byte neighbour slots: an index written before 0.7.
+    pub wide: bool,
 }
 
 /// A quantized index's quantizer (`index::quant`).
@@ -72,16 +78,26 @@ pub const NO_ENTRY: Id = u64::MAX;
 
 impl Meta {
     pub fn new(dim: u32, m: u32, ef_construction: u32, opclass: Opclass, quant: Option<QuantMeta>) -> Meta {
-        Meta { dim, m, ef_construction, opclass, entry_level: 0, entry: NO_ENTRY, last_block: META_BLOCK, quant }
+        Meta { dim, m, ef_construction, opclass, entry_level: 0, entry: NO_ENTRY, last_block: META_BLOCK, quant, wide: false }
+    }
+
+    /// How the index lays out its neighbour lists.
+    pub fn shape(&self) -> tuple::Shape {
+        if self.wide {
+            tuple::Shape::wide(self.m as usize)
+        } else {
+            tuple::Shape::new(self.m as usize)
+        }
     }
 
     fn stored(&self) -> MetaPage {
         let (metric, kind) = self.opclass.codes();
-        let Meta { dim, m, ef_construction, entry_level, entry, last_block, quant, .. } = *self;
-        // An index without codes stays a version 1 page, as earlier versions wrote it.
-        let (version, q) = match quant {
-            Some(q) => (VERSION_QUANTIZED, q),
-            None => (VERSION, QuantMeta { seed: 0, centroid: 0, padded: 0 }),
+        let Meta { dim, m, ef_construction, entry_level, entry, last_block, quant, wide, .. } = *self;
+        let (version, q) = match (quant, wide) {
+            (Some(q), true) => (VERSION_QUANTIZED, q),
+            (Some(q), false) => (VERSION_COMPACT_QUANTIZED, q),
+            (None, true) => (VERSION, QuantMeta { seed: 0, centroid: 0, padded: 0 }),
+            (None, false) => (VERSION_COMPACT, QuantMeta { seed: 0, centroid: 0, padded: 0 }),
         };
         MetaPage {
             magic: MAGIC,
@@ -105,15 +121,16 @@ impl Meta {
 
 impl MetaPage {
     unsafe fn decoded(&self, index: pg_sys::Relation) -> Meta {
-        if self.magic != MAGIC || (self.version != VERSION && self.version != VERSION_QUANTIZED) {
+        if self.magic != MAGIC || !(VERSION..=VERSION_COMPACT_QUANTIZED).contains(&self.version) {
             unsafe { corrupt(index, "its meta page is not a vs_hnsw meta page of this version") };
         }
         let Some(opclass) = Opclass::decode(self.metric, self.kind) else {
             unsafe { corrupt(index, &format!("its meta page names metric {} and element type {}, which no version writes", self.metric, self.kind)) };
         };
         let MetaPage { dim, m, ef_construction, entry_level, entry, last_block, seed, centroid, padded, .. } = *self;
-        let quant = (self.version == VERSION_QUANTIZED).then_some(QuantMeta { seed, centroid, padded });
-        Meta { dim, m, ef_construction, opclass, entry_level, entry, last_block, quant }
+        let quant = matches!(self.version, VERSION_QUANTIZED | VERSION_COMPACT_QUANTIZED).then_some(QuantMeta { seed, centroid, padded });
+        let wide = matches!(self.version, VERSION | VERSION_QUANTIZED);
+        Meta { dim, m, ef_construction, opclass, entry_level, entry, last_block, quant, wide }
     }
 }
 

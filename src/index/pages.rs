@@ -15,7 +15,7 @@ use std::rc::Rc;
 use vs_hnsw::beam::{beam, Scored, Walk};
 use vs_hnsw::select::ListRule;
 use vs_hnsw::store::{Store, StoreMut, Wrote};
-use vs_hnsw::tuple::{self, block_of, offset_of, ElementTuple, Id};
+use vs_hnsw::tuple::{self, block_of, offset_of, ElementTuple, Id, Shape};
 use vs_rabitq::estimate::Query;
 
 /// Ids are already well spread in their low bits; a multiply mixes the block number in.
@@ -103,7 +103,7 @@ pub unsafe fn with_element<R>(index: pg_sys::Relation, id: Id, f: impl FnOnce(El
 /// Calls `f` on the code of element `id` and whether it is marked deleted: in place, or, when
 /// split, copied into `buf` with its tail from the lists tuple. None when the element is gone,
 /// holds no code, or its lists tuple is gone.
-pub unsafe fn with_code<R>(index: pg_sys::Relation, m: usize, id: Id, buf: &mut Vec<u8>, f: impl FnOnce(&[u8], bool) -> R) -> Option<R> {
+pub unsafe fn with_code<R>(index: pg_sys::Relation, m: Shape, id: Id, buf: &mut Vec<u8>, f: impl FnOnce(&[u8], bool) -> R) -> Option<R> {
     unsafe {
         let b = Locked::read(index, block_of(id), false);
         let e = ElementTuple(item(b.page(), offset_of(id))?);
@@ -123,22 +123,24 @@ pub unsafe fn with_code<R>(index: pg_sys::Relation, m: usize, id: Id, buf: &mut 
     }
 }
 
-/// The neighbours of `id` on `layer`, with their distances, wherever the lists are.
-unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: usize) -> Vec<(Id, f32)> {
+/// Adds the neighbours of `id` on `layer` to `out`, wherever the lists are.
+unsafe fn neighbours_into(index: pg_sys::Relation, m: Shape, id: Id, layer: usize, out: &mut Vec<Id>) {
     unsafe {
         let b = Locked::read(index, block_of(id), false);
-        let Some(t) = item(b.page(), offset_of(id)).filter(|t| tuple::is_element(t)) else { return Vec::new() };
+        let Some(t) = item(b.page(), offset_of(id)).filter(|t| tuple::is_element(t)) else { return };
         let e = ElementTuple(t);
         let level = e.level();
         if layer > level {
-            return Vec::new();
+            return;
         }
         match e.separate() {
-            None => tuple::neighbours(e.inline_lists(m), level, m, layer).collect(),
+            None => out.extend(tuple::neighbours(e.inline_lists(m), level, m, layer)),
             Some(loc) => {
                 drop(b);
                 let b = Locked::read(index, block_of(loc), false);
-                item(b.page(), offset_of(loc)).map_or(Vec::new(), |l| tuple::neighbours(tuple::lists_body(l), level, m, layer).collect())
+                if let Some(l) = item(b.page(), offset_of(loc)) {
+                    out.extend(tuple::neighbours(tuple::lists_body(l), level, m, layer));
+                }
             }
         }
     }
@@ -147,7 +149,7 @@ unsafe fn neighbours_of(index: pg_sys::Relation, m: usize, id: Id, layer: usize)
 /// Changes the neighbour list of `id` on `layer` (wherever the lists are) under an exclusive lock,
 /// WAL-logged when `f` says it changed something; false when the element is gone, deleted or
 /// not on that layer. `f` gets the lists and the element's level.
-unsafe fn with_list(index: pg_sys::Relation, m: usize, id: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
+unsafe fn with_list(index: pg_sys::Relation, m: Shape, id: Id, layer: usize, f: impl FnOnce(&mut [u8], usize) -> bool) -> bool {
     unsafe {
         let b = Locked::read(index, block_of(id), true);
         let Some(t) = item(b.page(), offset_of(id)) else { return false };
@@ -206,13 +208,13 @@ impl<T: SqlScalar> Walk for Pages<'_, T> {
         self.visited.insert(id)
     }
     fn neighbours(&mut self, id: Id, layer: usize, out: &mut Vec<Id>) {
-        out.extend(unsafe { neighbours_of(self.index, self.meta.m as usize, id, layer) }.into_iter().map(|(n, _)| n));
+        unsafe { neighbours_into(self.index, self.meta.shape(), id, layer, out) };
     }
     fn prefetch(&mut self, ids: &[Id]) {
         unsafe { super::page::prefetch(self.index, ids) }
     }
     fn distance(&mut self, id: Id, bound: f32) -> Option<f32> {
-        let (m, op, q) = (self.meta.m as usize, self.meta.opclass, self.q);
+        let (m, op, q) = (self.meta.shape(), self.meta.opclass, self.q);
         let (d, deleted) = match &self.codes {
             // An estimate: the scan reranks what it returns with the table's vectors.
             Some((quant, query)) => unsafe {
@@ -262,7 +264,7 @@ impl<'a, T: SqlScalar> PageStore<'a, T> {
 
     fn load(&self, id: Id) {
         if !self.vectors.borrow().contains_key(&id) {
-            let m = self.meta.m as usize;
+            let m = self.meta.shape();
             let p = unsafe {
                 match self.quant {
                     Some(_) => with_code(self.index, m, id, &mut Vec::new(), |c, _| Payload::Code(c.to_vec())),
@@ -289,22 +291,15 @@ impl<T: SqlScalar> Store for PageStore<'_, T> {
         }
     }
     fn list(&self, id: Id, layer: usize) -> Vec<Id> {
-        self.scored(id, layer).into_iter().map(|s| s.1).collect()
-    }
-    fn stored(&self, id: Id, layer: usize) -> Option<Vec<Scored<Id>>> {
-        Some(self.scored(id, layer))
-    }
-    fn scored(&self, id: Id, layer: usize) -> Vec<Scored<Id>> {
+        let mut out = Vec::new();
         unsafe {
             // Every step of an insert's linking, of VACUUM's repair and of reconnect's walks over
             // the whole index reads a list first, with no page locked: the place to see a cancel
             // (and, in VACUUM, its cost delay).
             pg_sys::vacuum_delay_point();
-            neighbours_of(self.index, self.meta.m as usize, id, layer)
+            neighbours_into(self.index, self.meta.shape(), id, layer, &mut out);
         }
-        .into_iter()
-        .map(|(n, d)| Scored(d, n))
-        .collect()
+        out
     }
     fn floor(&self, id: Id) -> f32 {
         // Codes estimate a copy's distance with an error either way: no floor tells copies apart.
@@ -327,8 +322,8 @@ impl<T: SqlScalar> Store for PageStore<'_, T> {
 }
 
 impl<T: SqlScalar> StoreMut for PageStore<'_, T> {
-    fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Id], dist: &dyn Fn(Id) -> f32) -> Wrote {
-        let (m, marked) = (self.meta.m as usize, self.deleted);
+    fn write(&mut self, id: Id, layer: usize, read: &[Id], list: &[Id]) -> Wrote {
+        let (m, marked) = (self.meta.shape(), self.deleted);
         let mut wrote = Wrote::Gone;
         unsafe {
             with_list(self.index, m, id, layer, |lists, level| {
@@ -336,11 +331,11 @@ impl<T: SqlScalar> StoreMut for PageStore<'_, T> {
                 // as those inserts counted on them (one cut off by a full list would leave its
                 // new element without that way in); the given list's last choices give way. No
                 // other page may be read here (this one is locked): only VACUUM's marks are seen.
-                let mut out: Vec<(Id, f32)> = tuple::neighbours(lists, level, m, layer)
-                    .filter(|(n, _)| !read.contains(n) && !list.contains(n) && !marked.is_some_and(|d| d.contains(n)))
+                let mut out: Vec<Id> = tuple::neighbours(lists, level, m, layer)
+                    .filter(|n| !read.contains(n) && !list.contains(n) && !marked.is_some_and(|d| d.contains(n)))
                     .collect();
                 wrote = if out.is_empty() { Wrote::Replaced } else { Wrote::Merged };
-                out.extend(list.iter().map(|&n| (n, dist(n))));
+                out.extend_from_slice(list);
                 tuple::set_neighbours(lists, level, m, layer, &out);
                 true
             });

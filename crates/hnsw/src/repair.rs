@@ -195,8 +195,8 @@ fn reach<M: Store>(g: &M, from: M::Id, layer: usize, reached: &mut HashSet<M::Id
     }
 }
 
-/// Writes a chosen list with its distances.
+/// Writes a chosen list.
 fn put<M: StoreMut>(g: &mut M, id: M::Id, layer: usize, read: &[M::Id], list: &[Scored<M::Id>]) {
     let ids: Vec<M::Id> = list.iter().map(|s| s.1).collect();
-    g.write(id, layer, read, &ids, &|x| list.iter().find(|s| s.1 == x).map_or(f32::INFINITY, |s| s.0));
+    g.write(id, layer, read, &ids);
 }

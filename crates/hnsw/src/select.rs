@@ -76,8 +76,9 @@ pub fn random_level(rng: &mut u64, m: usize) -> usize {
     ((-u.ln() * ml) as usize).min(max_level(m))
 }
 
-/// The highest level a node gets: at most 16, and low enough that its neighbour lists (12 bytes
-/// an edge in the index) stay within half a page even for a large m.
+/// The highest level a node gets: at most 16, and low enough that its neighbour lists stay
+/// within half a page even for a large m, at the 12 bytes an edge took in indexes written
+/// before 0.7 (`tuple::Shape::wide`), which take new elements too.
 pub fn max_level(m: usize) -> usize {
     let (layer0, above) = (4 + 2 * m * 12, 4 + m * 12);
     (4000usize.saturating_sub(layer0) / above).min(16)

@@ -24,14 +24,9 @@ pub trait Store {
     }
     /// The neighbours of `id` on `layer`, deleted ones too.
     fn list(&self, id: Self::Id, layer: usize) -> Vec<Self::Id>;
-    /// `list` with the distances from `id` the store keeps (the pages); None where it keeps
-    /// none (memory computes them when a pruning needs them).
-    fn stored(&self, _id: Self::Id, _layer: usize) -> Option<Vec<Scored<Self::Id>>> {
-        None
-    }
     /// `list` with each neighbour's distance from `id`.
     fn scored(&self, id: Self::Id, layer: usize) -> Vec<Scored<Self::Id>> {
-        self.stored(id, layer).unwrap_or_else(|| self.list(id, layer).into_iter().map(|x| Scored(self.between(id, x, f32::INFINITY), x)).collect())
+        self.list(id, layer).into_iter().map(|x| Scored(self.between(id, x, f32::INFINITY), x)).collect()
     }
     /// Distance between two nodes, possibly stopping early above `bound`.
     fn between(&self, a: Self::Id, b: Self::Id, bound: f32) -> f32;
@@ -54,9 +49,8 @@ pub enum Wrote {
 }
 
 pub trait StoreMut: Store {
-    /// Replaces `id`'s list on `layer`, read as `read`, by `list`; `dist` gives the distance
-    /// from `id` of a node in `list` (asked only by stores that keep distances).
-    fn write(&mut self, id: Self::Id, layer: usize, read: &[Self::Id], list: &[Self::Id], dist: &dyn Fn(Self::Id) -> f32) -> Wrote;
+    /// Replaces `id`'s list on `layer`, read as `read`, by `list`.
+    fn write(&mut self, id: Self::Id, layer: usize, read: &[Self::Id], list: &[Self::Id]) -> Wrote;
     /// Called before each step that reads vectors (the pages drop those read for the last one).
     fn begin(&mut self) {}
     /// The live nodes a search for `id`'s own vector finds on layers `level` down to 0 (one
@@ -95,32 +89,22 @@ pub fn add_edge<S: StoreMut + ?Sized>(s: &mut S, owner: S::Id, layer: usize, edg
     let rule = s.rule(layer);
     for _ in 0..3 {
         s.begin();
-        // Distances only where the store keeps them: in memory most added edges fit, and
-        // computing a list's distances for each would cost more than the insert's search.
-        let stored = s.stored(owner, layer);
-        let read: Vec<S::Id> = match &stored {
-            Some(r) => r.iter().map(|x| x.1).collect(),
-            None => s.list(owner, layer),
-        };
+        let read = s.list(owner, layer);
         if read.contains(&edge.1) {
             return true;
         }
-        let dist = |x: S::Id| match stored.as_ref().and_then(|r| r.iter().find(|y| y.1 == x)) {
-            _ if x == edge.1 => edge.0,
-            Some(y) => y.0,
-            None => s.between(owner, x, f32::INFINITY),
-        };
+        // Distances only when the list is pruned: most added edges fit, and computing a list's
+        // distances for each would cost more than the insert's search.
+        let dist = |x: S::Id| if x == edge.1 { edge.0 } else { s.between(owner, x, f32::INFINITY) };
         let list: Vec<S::Id> = if rule.fits(read.len() + 1) {
             read.iter().copied().chain([edge.1]).collect()
         } else if force {
-            let far = read.iter().copied().max_by(|&a, &b| dist(a).total_cmp(&dist(b))).expect("a full list has edges");
+            let far = read.iter().map(|&x| Scored(dist(x), x)).max().expect("a full list has edges").1;
             read.iter().map(|&x| if x == far { edge.1 } else { x }).collect()
         } else {
             rule.add(owner, &read, &[edge.1], || s.floor(owner), dist, |a, b, bound| s.between(a, b, bound))
         };
-        let dists: Vec<(S::Id, f32)> = if stored.is_some() { list.iter().map(|&x| (x, dist(x))).collect() } else { Vec::new() };
-        let lookup = |x: S::Id| dists.iter().find(|d| d.0 == x).map_or(f32::INFINITY, |d| d.1);
-        match s.write(owner, layer, &read, &list, &lookup) {
+        match s.write(owner, layer, &read, &list) {
             Wrote::Replaced => return list.contains(&edge.1),
             Wrote::Gone => return false,
             Wrote::Merged => {}

@@ -8,9 +8,11 @@
 //! ..  the vector (dim × 4 or 2 bytes)
 //! ```
 //! A neighbour list per layer 0..=level: `count: u16`, `unused: u16`, then `capacity(layer, m)`
-//! slots of (`block: u32`, `offset: u16`, `unused: u16`, `distance: f32`). The stored distances
-//! let an insert add an edge to a neighbour's list, and score a full one, without reading the
-//! neighbour's vector (`store::add_edge`).
+//! slots of (`block: u32`, `offset: u16`): 6 bytes (`Shape`). Indexes written before 0.7 have
+//! 12-byte slots that also hold an unused u16 and the neighbour's distance; they are read as
+//! they are and their distances ignored: a full list's pruning reads the neighbours' vectors
+//! for the heuristic anyway, and the 6 bytes an edge saved put 11 elements of 128 dimensions
+//! on a page instead of 8.
 //! Vectors of many dimensions (2,000 f32 take 8,000 bytes) leave no room for the lists; these
 //! go into a tuple of their own, found through the location in the header, with an 8-byte
 //! header of which byte 7 is LISTS (so VACUUM tells the two kinds apart on a page).
@@ -41,7 +43,26 @@ pub const CENTROID: u8 = 32;
 pub const SPLIT: u8 = 64;
 pub const CHUNK_HEADER: usize = 16;
 
-pub const SLOT: usize = 12;
+/// The layout of an index's neighbour lists: m, and the bytes of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub m: usize,
+    pub slot: usize,
+}
+
+impl Shape {
+    pub const SLOT: usize = 6;
+    /// Indexes written before 0.7: a slot also held a distance.
+    pub const WIDE_SLOT: usize = 12;
+
+    pub fn new(m: usize) -> Shape {
+        Shape { m, slot: Shape::SLOT }
+    }
+
+    pub fn wide(m: usize) -> Shape {
+        Shape { m, slot: Shape::WIDE_SLOT }
+    }
+}
 /// No separate neighbour tuple: the lists are inline.
 pub const INLINE: u64 = u64::MAX;
 
@@ -63,20 +84,20 @@ pub fn offset_of(id: Id) -> u16 {
 
 /// Bytes of the neighbour lists of a node on `level`.
 #[inline]
-pub fn lists_size(level: usize, m: usize) -> usize {
-    (0..=level).map(|l| 4 + capacity(l, m) * SLOT).sum()
+pub fn lists_size(level: usize, s: Shape) -> usize {
+    (0..=level).map(|l| 4 + capacity(l, s.m) * s.slot).sum()
 }
 
 #[inline]
-fn list_at(level: usize, m: usize, layer: usize) -> usize {
+fn list_at(level: usize, s: Shape, layer: usize) -> usize {
     assert!(layer <= level, "layer {layer} above the node's level {level}");
-    lists_size(layer, m) - (4 + capacity(layer, m) * SLOT)
+    lists_size(layer, s) - (4 + capacity(layer, s.m) * s.slot)
 }
 
 /// Writes a new element; `lists` when the neighbour lists are inline, else the location of
 /// their own tuple. Returns the bytes.
-pub fn element(heap_tid: [u8; 6], level: usize, m: usize, vector: &[u8], separate: Option<Id>) -> Vec<u8> {
-    let lists = if separate.is_none() { lists_size(level, m) } else { 0 };
+pub fn element(heap_tid: [u8; 6], level: usize, s: Shape, vector: &[u8], separate: Option<Id>) -> Vec<u8> {
+    let lists = if separate.is_none() { lists_size(level, s) } else { 0 };
     let mut t = vec![0u8; HEADER + lists + vector.len()];
     t[..6].copy_from_slice(&heap_tid);
     t[6] = level as u8;
@@ -100,8 +121,8 @@ pub fn lists_tuple(lists: &[u8], tail: &[u8]) -> Vec<u8> {
 /// The tail of a split code in the lists tuple `t` of an element on `level`; None when `t` is
 /// no lists tuple or ends within its lists.
 #[inline]
-pub fn code_tail(t: &[u8], level: usize, m: usize) -> Option<&[u8]> {
-    let start = LISTS_HEADER + lists_size(level, m);
+pub fn code_tail(t: &[u8], level: usize, s: Shape) -> Option<&[u8]> {
+    let start = LISTS_HEADER + lists_size(level, s);
     (t.len() >= start && t[7] == LISTS).then(|| &t[start..])
 }
 
@@ -154,16 +175,16 @@ impl<'a> ElementTuple<'a> {
     }
     /// The inline neighbour lists (empty when separate).
     #[inline]
-    pub fn inline_lists(&self, m: usize) -> &'a [u8] {
+    pub fn inline_lists(&self, s: Shape) -> &'a [u8] {
         if self.separate().is_some() {
             &[]
         } else {
-            &self.0[HEADER..HEADER + lists_size(self.level(), m)]
+            &self.0[HEADER..HEADER + lists_size(self.level(), s)]
         }
     }
     #[inline]
-    pub fn vector_bytes(&self, m: usize) -> &'a [u8] {
-        let lists = if self.separate().is_some() { 0 } else { lists_size(self.level(), m) };
+    pub fn vector_bytes(&self, s: Shape) -> &'a [u8] {
+        let lists = if self.separate().is_some() { 0 } else { lists_size(self.level(), s) };
         &self.0[HEADER + lists..]
     }
 }
@@ -204,35 +225,33 @@ pub fn set_deleted(t: &mut [u8]) {
 
 /// The inline lists of an element tuple, to change in place.
 #[inline]
-pub fn inline_lists_mut(t: &mut [u8], m: usize) -> &mut [u8] {
-    let n = lists_size(t[6] as usize, m);
+pub fn inline_lists_mut(t: &mut [u8], s: Shape) -> &mut [u8] {
+    let n = lists_size(t[6] as usize, s);
     &mut t[HEADER..HEADER + n]
 }
 
-/// The neighbours of one layer in a lists block: (id, distance).
+/// The neighbours of one layer in a lists block.
 #[inline]
-pub fn neighbours(lists: &[u8], level: usize, m: usize, layer: usize) -> impl Iterator<Item = (Id, f32)> + '_ {
-    let at = list_at(level, m, layer);
+pub fn neighbours(lists: &[u8], level: usize, s: Shape, layer: usize) -> impl Iterator<Item = Id> + '_ {
+    let at = list_at(level, s, layer);
     let count = u16::from_ne_bytes(lists[at..at + 2].try_into().unwrap()) as usize;
-    (0..count.min(capacity(layer, m))).map(move |i| {
-        let s = &lists[at + 4 + i * SLOT..][..SLOT];
-        let blk = u32::from_ne_bytes(s[..4].try_into().unwrap());
-        let off = u16::from_ne_bytes(s[4..6].try_into().unwrap());
-        (id(blk, off), f32::from_ne_bytes(s[8..12].try_into().unwrap()))
+    (0..count.min(capacity(layer, s.m))).map(move |i| {
+        let x = &lists[at + 4 + i * s.slot..][..6];
+        id(u32::from_ne_bytes(x[..4].try_into().unwrap()), u16::from_ne_bytes(x[4..6].try_into().unwrap()))
     })
 }
 
 /// Replaces the list of one layer (at most its capacity is kept).
-pub fn set_neighbours(lists: &mut [u8], level: usize, m: usize, layer: usize, ns: &[(Id, f32)]) {
-    let at = list_at(level, m, layer);
-    let n = ns.len().min(capacity(layer, m));
+pub fn set_neighbours(lists: &mut [u8], level: usize, s: Shape, layer: usize, ns: &[Id]) {
+    let at = list_at(level, s, layer);
+    let n = ns.len().min(capacity(layer, s.m));
     lists[at..at + 2].copy_from_slice(&(n as u16).to_ne_bytes());
-    for (i, &(nid, d)) in ns[..n].iter().enumerate() {
-        let s = &mut lists[at + 4 + i * SLOT..][..SLOT];
-        s[..4].copy_from_slice(&block_of(nid).to_ne_bytes());
-        s[4..6].copy_from_slice(&offset_of(nid).to_ne_bytes());
-        s[6..8].fill(0);
-        s[8..12].copy_from_slice(&d.to_ne_bytes());
+    for (i, &nid) in ns[..n].iter().enumerate() {
+        let x = &mut lists[at + 4 + i * s.slot..][..s.slot];
+        x[..4].copy_from_slice(&block_of(nid).to_ne_bytes());
+        x[4..6].copy_from_slice(&offset_of(nid).to_ne_bytes());
+        // A wide slot's distance is no longer read.
+        x[6..].fill(0);
     }
 }
 
@@ -243,22 +262,23 @@ mod tests {
     #[test]
     fn an_element_reads_back_what_was_written() {
         let v: Vec<u8> = (0..32u8).collect();
-        let mut t = element([1, 2, 3, 4, 5, 6], 2, 4, &v, None);
+        let s = Shape::new(4);
+        let mut t = element([1, 2, 3, 4, 5, 6], 2, s, &v, None);
         let e = ElementTuple(&t);
         assert_eq!((e.heap_tid(), e.level(), e.deleted(), e.separate()), ([1, 2, 3, 4, 5, 6], 2, false, None));
-        assert_eq!(e.vector_bytes(4), &v[..]);
-        assert_eq!(e.inline_lists(4).len(), (4 + 8 * SLOT) + 2 * (4 + 4 * SLOT));
+        assert_eq!(e.vector_bytes(s), &v[..]);
+        assert_eq!(e.inline_lists(s).len(), (4 + 8 * 6) + 2 * (4 + 4 * 6));
         assert!(is_element(&t) && !is_element(&lists_tuple(&[0; 8], &[])));
         set_deleted(&mut t);
         assert!(ElementTuple(&t).deleted());
-        let sep = element([0; 6], 1, 4, &v, Some(id(7, 3)));
+        let sep = element([0; 6], 1, s, &v, Some(id(7, 3)));
         let e = ElementTuple(&sep);
-        assert_eq!((e.separate(), e.inline_lists(4).len(), e.vector_bytes(4)), (Some(id(7, 3)), 0, &v[..]));
+        assert_eq!((e.separate(), e.inline_lists(s).len(), e.vector_bytes(s)), (Some(id(7, 3)), 0, &v[..]));
     }
 
     #[test]
     fn a_split_code_ends_after_the_lists() {
-        let (level, m) = (1, 4);
+        let (level, m) = (1, Shape::new(4));
         let lists = vec![7u8; lists_size(level, m)];
         let l = lists_tuple(&lists, &[1, 2, 3]);
         assert_eq!(code_tail(&l, level, m), Some(&[1u8, 2, 3][..]));
@@ -275,7 +295,7 @@ mod tests {
 
     #[test]
     fn centroid_chunks_are_no_elements_and_chain() {
-        let mut t = element([0; 6], 0, 4, &[1, 2, 3, 4], None);
+        let mut t = element([0; 6], 0, Shape::new(4), &[1, 2, 3, 4], None);
         set_code(&mut t);
         assert!(ElementTuple(&t).is_code() && read_chunk(&t).is_none());
         let (a, b) = (centroid_chunk(id(9, 2), &[5; 8]), centroid_chunk(INLINE, &[6; 4]));
@@ -287,16 +307,34 @@ mod tests {
     #[test]
     fn neighbour_lists_hold_their_capacity_per_layer() {
         // Adding and pruning edges is `store::add_edge`'s; the bytes keep what they are given.
-        let (level, m) = (1, 2);
-        let mut l = vec![0u8; lists_size(level, m)];
-        let five: Vec<(Id, f32)> = [5.0, 1.0, 3.0, 4.0, 2.0].into_iter().enumerate().map(|(i, d)| (id(1, i as u16 + 1), d)).collect();
-        set_neighbours(&mut l, level, m, 0, &five);
-        assert_eq!(neighbours(&l, level, m, 0).collect::<Vec<_>>(), five[..4], "at most capacity (2m on layer 0), in order");
-        assert_eq!(neighbours(&l, level, m, 1).count(), 0, "layers are independent");
-        set_neighbours(&mut l, level, m, 1, &[(id(9, 9), 0.25)]);
-        assert_eq!(neighbours(&l, level, m, 1).collect::<Vec<_>>(), [(id(9, 9), 0.25)]);
-        assert_eq!(neighbours(&l, level, m, 0).count(), 4);
-        set_neighbours(&mut l, level, m, 0, &five[..1]);
-        assert_eq!(neighbours(&l, level, m, 0).collect::<Vec<_>>(), five[..1], "a shorter list replaces a longer one");
+        for s in [Shape::new(2), Shape::wide(2)] {
+            let level = 1;
+            let mut l = vec![0u8; lists_size(level, s)];
+            let five: Vec<Id> = (0..5).map(|i| id(70_000 + i, i as u16 + 1)).collect();
+            set_neighbours(&mut l, level, s, 0, &five);
+            assert_eq!(neighbours(&l, level, s, 0).collect::<Vec<_>>(), five[..4], "at most capacity (2m on layer 0), in order");
+            assert_eq!(neighbours(&l, level, s, 1).count(), 0, "layers are independent");
+            set_neighbours(&mut l, level, s, 1, &[id(9, 9)]);
+            assert_eq!(neighbours(&l, level, s, 1).collect::<Vec<_>>(), [id(9, 9)]);
+            assert_eq!(neighbours(&l, level, s, 0).count(), 4);
+            set_neighbours(&mut l, level, s, 0, &five[..1]);
+            assert_eq!(neighbours(&l, level, s, 0).collect::<Vec<_>>(), five[..1], "a shorter list replaces a longer one");
+        }
+    }
+
+    #[test]
+    fn a_wide_list_reads_as_written_before_0_7() {
+        // Layer 0 of an element on level 0 with m = 1, as 0.6 wrote it: count 2, then
+        // (block, offset, unused, distance) twice.
+        let mut l = vec![2u8, 0, 0, 0];
+        for (b, o, d) in [(5u32, 3u16, 1.5f32), (80_000, 7, 0.25)] {
+            l.extend(b.to_ne_bytes());
+            l.extend(o.to_ne_bytes());
+            l.extend([0, 0]);
+            l.extend(d.to_ne_bytes());
+        }
+        assert_eq!(lists_size(0, Shape::wide(1)), l.len());
+        assert_eq!(neighbours(&l, 0, Shape::wide(1), 0).collect::<Vec<_>>(), [id(5, 3), id(80_000, 7)]);
+        assert_eq!(lists_size(0, Shape::new(1)), 4 + 2 * 6);
     }
 }

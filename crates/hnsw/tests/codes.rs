@@ -114,7 +114,7 @@ impl Store for CodeGraph {
 }
 
 impl StoreMut for CodeGraph {
-    fn write(&mut self, id: u32, layer: usize, _read: &[u32], list: &[u32], _dist: &dyn Fn(u32) -> f32) -> Wrote {
+    fn write(&mut self, id: u32, layer: usize, _read: &[u32], list: &[u32]) -> Wrote {
         self.lists[id as usize][layer] = list.to_vec();
         Wrote::Replaced
     }

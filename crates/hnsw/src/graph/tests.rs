@@ -103,8 +103,8 @@ impl Store for Churned {
 }
 
 impl StoreMut for Churned {
-    fn write(&mut self, id: u32, layer: usize, read: &[u32], list: &[u32], dist: &dyn Fn(u32) -> f32) -> Wrote {
-        self.g.write(id, layer, read, list, dist)
+    fn write(&mut self, id: u32, layer: usize, read: &[u32], list: &[u32]) -> Wrote {
+        self.g.write(id, layer, read, list)
     }
     fn search_own(&mut self, id: u32, level: usize) -> Vec<Vec<Scored>> {
         let mut found = self.g.search_own(id, level);
@@ -210,7 +210,8 @@ fn batches_on_threads_find_what_serial_inserts_find() {
                 }),
             }
         }
-        g.finish();
+        // Lists cut on the threads too, but for one thread: as `finish` cuts them.
+        g.finish_on(threads.filter(|p| p.current_num_threads() > 1));
         g
     };
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
