@@ -2,7 +2,7 @@
 //! that spreads a build over threads or PostgreSQL's parallel workers (`Team`). Its lists grow
 //! by `ListRule::memory`; what it shares with the pages is in `store`, `select` and `repair`.
 
-use crate::beam::{beam, Scored, Visited, Walk};
+use crate::beam::{beam, tie, Scored, Visited, Walk};
 use crate::metric::Metric;
 use crate::select::{capacity, random_level, select, ListRule};
 use crate::store::{choose, link, Store, StoreMut, Wrote};
@@ -188,8 +188,12 @@ fn plan_scored<V: View + ?Sized>(v: &V, visited: &mut Visited, b: &Batch, i: usi
         // made a batch cost 2× a serial insert (100,000 × 128, one thread: 23.3 s, 11.7 s).
         let floor = v.floor(id);
         if !b.serial {
-            found.sort();
+            // The cut takes ties in the node's own order (`tie`), as `select` does: by id it
+            // kept the oldest nodes and dropped the batch's own. Then by id again: `widen`
+            // takes the oldest copies first, whose lists lead out (the batch's have none yet).
+            found.sort_by(|x, y| x.0.total_cmp(&y.0).then_with(|| tie(id as u64, x.1 as u64).cmp(&tie(id as u64, y.1 as u64))));
             found.truncate(found.iter().take_while(|s| s.0 <= floor).count().max(b.ef));
+            found.sort();
         }
         // The batch's own nodes get their lists while the batch is planned: reading them would
         // make the graph depend on the workers' timing.

@@ -81,31 +81,33 @@ pub fn choose<S: Store + ?Sized>(
     select(owner, &found, s.capacity(layer), floor, |a, b, bound| s.between(a, b, bound))
 }
 
-/// Adds the edge `owner` → `edge.1` (at distance `edge.0`) on `layer` by the store's
+/// Adds the edge `owner` → `edge` on `layer` by the store's
 /// `ListRule`; with `force` a full list gives up its farthest edge for it instead. A list
 /// changed meanwhile (a concurrent insert on pages) is read again, at most three times.
 /// Returns whether the edge is in the list.
-pub fn add_edge<S: StoreMut + ?Sized>(s: &mut S, owner: S::Id, layer: usize, edge: Scored<S::Id>, force: bool) -> bool {
+pub fn add_edge<S: StoreMut + ?Sized>(s: &mut S, owner: S::Id, layer: usize, edge: S::Id, force: bool) -> bool {
     let rule = s.rule(layer);
     for _ in 0..3 {
         s.begin();
         let read = s.list(owner, layer);
-        if read.contains(&edge.1) {
+        if read.contains(&edge) {
             return true;
         }
         // Distances only when the list is pruned: most added edges fit, and computing a list's
-        // distances for each would cost more than the insert's search.
-        let dist = |x: S::Id| if x == edge.1 { edge.0 } else { s.between(owner, x, f32::INFINITY) };
+        // distances for each would cost more than the insert's search. The new edge's too: in
+        // a quantized index the search's distance estimates from the new vector itself,
+        // `between` from two codes, and a list is ordered by one kind.
+        let dist = |x: S::Id| s.between(owner, x, f32::INFINITY);
         let list: Vec<S::Id> = if rule.fits(read.len() + 1) {
-            read.iter().copied().chain([edge.1]).collect()
+            read.iter().copied().chain([edge]).collect()
         } else if force {
             let far = read.iter().map(|&x| Scored(dist(x), x)).max().expect("a full list has edges").1;
-            read.iter().map(|&x| if x == far { edge.1 } else { x }).collect()
+            read.iter().map(|&x| if x == far { edge } else { x }).collect()
         } else {
-            rule.add(owner, &read, &[edge.1], || s.floor(owner), dist, |a, b, bound| s.between(a, b, bound))
+            rule.add(owner, &read, &[edge], || s.floor(owner), dist, |a, b, bound| s.between(a, b, bound))
         };
         match s.write(owner, layer, &read, &list) {
-            Wrote::Replaced => return list.contains(&edge.1),
+            Wrote::Replaced => return list.contains(&edge),
             Wrote::Gone => return false,
             Wrote::Merged => {}
         }
@@ -119,11 +121,11 @@ pub fn add_edge<S: StoreMut + ?Sized>(s: &mut S, owner: S::Id, layer: usize, edg
 pub fn link<S: StoreMut + ?Sized>(s: &mut S, id: S::Id, lists: &[Vec<Scored<S::Id>>]) {
     for (layer, list) in lists.iter().enumerate() {
         let mut linked = false;
-        for &Scored(d, n) in list {
-            linked |= add_edge(s, n, layer, Scored(d, id), false);
+        for &Scored(_, n) in list {
+            linked |= add_edge(s, n, layer, id, false);
         }
-        if let (false, Some(&Scored(d, n))) = (linked, list.first()) {
-            add_edge(s, n, layer, Scored(d, id), true);
+        if let (false, Some(&Scored(_, n))) = (linked, list.first()) {
+            add_edge(s, n, layer, id, true);
         }
     }
 }

@@ -8,7 +8,8 @@
 //! ..  the vector (dim × 4 or 2 bytes)
 //! ```
 //! A neighbour list per layer 0..=level: `count: u16`, `unused: u16`, then `capacity(layer, m)`
-//! slots of (`block: u32`, `offset: u16`): 6 bytes (`Shape`). Indexes written before 0.7 have
+//! slots of (`block: u32`, `offset: u16`): 6 bytes (`Shape`), the list padded to a multiple of 4
+//! bytes. Indexes written before 0.7 have
 //! 12-byte slots that also hold an unused u16 and the neighbour's distance; they are read as
 //! they are and their distances ignored: a full list's pruning reads the neighbours' vectors
 //! for the heuristic anyway, and the 6 bytes an edge saved put 11 elements of 128 dimensions
@@ -85,13 +86,20 @@ pub fn offset_of(id: Id) -> u16 {
 /// Bytes of the neighbour lists of a node on `level`.
 #[inline]
 pub fn lists_size(level: usize, s: Shape) -> usize {
-    (0..=level).map(|l| 4 + capacity(l, s.m) * s.slot).sum()
+    (0..=level).map(|l| list_size(l, s)).sum()
+}
+
+/// Bytes of one layer's list, a multiple of 4: the vector after the lists is read as f32s in
+/// place, and with an odd m an upper layer's 6-byte slots would leave it 2 bytes off.
+#[inline]
+fn list_size(layer: usize, s: Shape) -> usize {
+    4 + (capacity(layer, s.m) * s.slot).next_multiple_of(4)
 }
 
 #[inline]
 fn list_at(level: usize, s: Shape, layer: usize) -> usize {
     assert!(layer <= level, "layer {layer} above the node's level {level}");
-    lists_size(layer, s) - (4 + capacity(layer, s.m) * s.slot)
+    lists_size(layer, s) - list_size(layer, s)
 }
 
 /// Writes a new element; `lists` when the neighbour lists are inline, else the location of
@@ -250,8 +258,12 @@ pub fn set_neighbours(lists: &mut [u8], level: usize, s: Shape, layer: usize, ns
         let x = &mut lists[at + 4 + i * s.slot..][..s.slot];
         x[..4].copy_from_slice(&block_of(nid).to_ne_bytes());
         x[4..6].copy_from_slice(&offset_of(nid).to_ne_bytes());
-        // A wide slot's distance is no longer read.
-        x[6..].fill(0);
+        if s.slot == Shape::WIDE_SLOT {
+            // No longer read; a 0.6 library that still reads it (a backend started before the
+            // upgrade) takes infinity for "far", where 0 would make every edge a copy.
+            x[6..8].fill(0);
+            x[8..12].copy_from_slice(&f32::INFINITY.to_ne_bytes());
+        }
     }
 }
 
@@ -336,5 +348,26 @@ mod tests {
         assert_eq!(lists_size(0, Shape::wide(1)), l.len());
         assert_eq!(neighbours(&l, 0, Shape::wide(1), 0).collect::<Vec<_>>(), [id(5, 3), id(80_000, 7)]);
         assert_eq!(lists_size(0, Shape::new(1)), 4 + 2 * 6);
+    }
+
+    #[test]
+    fn lists_keep_the_vector_after_them_aligned_for_f32() {
+        for m in 2..=9 {
+            for s in [Shape::new(m), Shape::wide(m)] {
+                for level in 0..4 {
+                    assert_eq!(lists_size(level, s) % 4, 0, "m {m}, level {level}, slot {}", s.slot);
+                }
+            }
+        }
+        // An even m wastes nothing: the lists are as long as their slots.
+        assert_eq!(lists_size(1, Shape::new(16)), 4 + 32 * 6 + 4 + 16 * 6);
+        // m = 5, level 1: 4 + 60, then 4 + 30 rounded up to 4 + 32.
+        assert_eq!(lists_size(1, Shape::new(5)), 64 + 36);
+        let mut l = vec![0u8; lists_size(1, Shape::new(5))];
+        let ns: Vec<Id> = (1..=5).map(|i| id(i, i as u16)).collect();
+        set_neighbours(&mut l, 1, Shape::new(5), 1, &ns);
+        set_neighbours(&mut l, 1, Shape::new(5), 0, &ns[..2]);
+        assert_eq!(neighbours(&l, 1, Shape::new(5), 1).collect::<Vec<_>>(), ns);
+        assert_eq!(neighbours(&l, 1, Shape::new(5), 0).collect::<Vec<_>>(), ns[..2]);
     }
 }
